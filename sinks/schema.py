@@ -1,0 +1,149 @@
+"""ClickHouse tables of the monitor: the contract's four plus the facts they are computed from.
+
+Facts (`predictions`, `labels`, `outcomes`) are keyed so that a replayed event
+lands on the same key: ``SELECT ... FINAL`` sees each request once however often
+it was written. Derived tables (`window_metrics`, `feature_drift`) are
+ReplacingMergeTree on ``updated_at``: the newest computation of a window wins.
+"""
+
+from __future__ import annotations
+
+DT3 = "DateTime64(3, 'UTC')"
+DT6 = "DateTime64(6, 'UTC')"
+
+TABLES: dict[str, str] = {
+    "predictions": f"""
+        request_id String,
+        model LowCardinality(String),
+        model_version LowCardinality(String),
+        window_start {DT3},
+        predicted_at {DT3},
+        prediction String,
+        score Nullable(Float64),
+        confidence Nullable(Float64),
+        latency_ms Nullable(Float64),
+        num_features Map(String, Float64),
+        cat_features Map(String, String),
+        features String,
+        kafka_partition UInt32,
+        kafka_offset Int64,
+        ingested_at {DT6}
+    """,
+    "labels": f"""
+        request_id String,
+        label String,
+        labeled_at {DT3},
+        model Nullable(String),
+        model_version Nullable(String),
+        kafka_partition UInt32,
+        kafka_offset Int64,
+        ingested_at {DT6}
+    """,
+    "outcomes": f"""
+        request_id String,
+        model LowCardinality(String),
+        model_version LowCardinality(String),
+        window_start {DT3},
+        predicted_at {DT3},
+        labeled_at {DT3},
+        prediction String,
+        label String,
+        correct UInt8,
+        score Nullable(Float64),
+        confidence Nullable(Float64),
+        latency_ms Nullable(Float64),
+        features String,
+        kafka_partition UInt32,
+        joined_at {DT6}
+    """,
+    "window_metrics": f"""
+        model LowCardinality(String),
+        model_version LowCardinality(String),
+        window_start {DT3},
+        window_end {DT3},
+        predictions UInt64,
+        labeled UInt64,
+        correct UInt64,
+        accuracy Nullable(Float64),
+        precision Nullable(Float64),
+        recall Nullable(Float64),
+        f1 Nullable(Float64),
+        positive_rate Nullable(Float64),
+        mean_confidence Nullable(Float64),
+        rolling_accuracy Nullable(Float64),
+        label_coverage Nullable(Float64),
+        final UInt8,
+        updated_at {DT6}
+    """,
+    "feature_drift": f"""
+        model LowCardinality(String),
+        model_version LowCardinality(String),
+        window_start {DT3},
+        window_end {DT3},
+        feature String,
+        kind LowCardinality(String),
+        psi Nullable(Float64),
+        n UInt64,
+        drifted UInt8,
+        band LowCardinality(String),
+        reference_source LowCardinality(String),
+        updated_at {DT6}
+    """,
+    "alerts": f"""
+        alert_id String,
+        status LowCardinality(String),
+        type LowCardinality(String),
+        severity LowCardinality(String),
+        model String,
+        model_version String,
+        subject String,
+        window_start Nullable({DT3}),
+        window_end Nullable({DT3}),
+        value Nullable(Float64),
+        threshold Nullable(Float64),
+        baseline Nullable(Float64),
+        detected_at {DT3},
+        message String,
+        recommended_action LowCardinality(String),
+        evidence String
+    """,
+    "references": f"""
+        model String,
+        model_version String,
+        source LowCardinality(String),
+        window_start Nullable({DT3}),
+        baseline_accuracy Nullable(Float64),
+        baseline_window_start Nullable({DT3}),
+        chosen_at {DT6}
+    """,
+    "checkpoints": f"""
+        app_id String,
+        evaluated_watermark Int64,
+        updated_at {DT6}
+    """,
+}
+
+ENGINES: dict[str, str] = {
+    "predictions": "ReplacingMergeTree ORDER BY (model, model_version, window_start, request_id)",
+    "labels": "ReplacingMergeTree ORDER BY request_id",
+    "outcomes": "ReplacingMergeTree ORDER BY (model, model_version, window_start, request_id)",
+    "window_metrics": "ReplacingMergeTree(updated_at) ORDER BY (model, model_version, window_start)",
+    "feature_drift": "ReplacingMergeTree(updated_at) ORDER BY (model, model_version, window_start, feature)",
+    "alerts": "ReplacingMergeTree ORDER BY alert_id",
+    "references": "ReplacingMergeTree(chosen_at) ORDER BY (model, model_version)",
+    "checkpoints": "ReplacingMergeTree(updated_at) ORDER BY app_id",
+}
+
+
+def columns(table: str) -> list[str]:
+    """Column names of a table, in DDL order (the order rows are built in)."""
+    return [line.split()[0] for line in TABLES[table].strip().splitlines() if line.strip()]
+
+
+def create_statements(database: str) -> list[str]:
+    statements = [f"CREATE DATABASE IF NOT EXISTS `{database}`"]
+    for table, body in TABLES.items():
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS `{database}`.`{table}` ({body.strip().rstrip(',')}) ENGINE = {ENGINES[table]}"
+        )
+    return statements

@@ -1,0 +1,168 @@
+"""The Faust app: `faust -A streams.app worker -l info`.
+
+Thin wiring only. One agent reads both input topics as raw bytes in batches and
+hands them to :class:`streams.monitor.Monitor`; a timer refreshes figures when the
+input is idle; a shutdown hook writes what the monitor holds. Offsets of a batch
+are acknowledged only after its facts are in ClickHouse (at-least-once in,
+idempotent out).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import faust
+from aiohttp.web import Response
+
+from sinks.clickhouse import ClickHouseStore, parse_target
+from streams.alerts import Alert
+from streams.monitor import Monitor, RawMessage
+from streams.records import Rejection
+from streams.settings import SettingsError, load_settings
+from streams.startup import check_input_topics
+
+log = logging.getLogger(__name__)
+BATCH_MAX = 5000
+BATCH_WITHIN_S = 0.5
+
+try:
+    settings = load_settings()
+except SettingsError as err:
+    print(f"model-monitor: {err}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+if "worker" in sys.argv[1:]:
+    check_input_topics(settings)
+    Path(settings.data_dir, "faust").mkdir(parents=True, exist_ok=True)
+
+app = faust.App(
+    settings.app_id,
+    broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")],
+    topic_partitions=settings.topic_partitions,
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    web_tables_enabled=False,
+    broker_rebalance_timeout=settings.broker_rebalance_timeout,
+    broker_session_timeout=settings.broker_session_timeout,
+    broker_heartbeat_interval=min(3.0, settings.broker_session_timeout / 3),
+    consumer_auto_offset_reset="earliest",
+    stream_buffer_maxsize=20_000,
+    broker_max_poll_records=5_000,
+    producer_linger=0.01,
+    producer_max_batch_size=512 * 1024,
+    store="memory://",
+    datadir=str((Path(settings.data_dir) / "faust").resolve()),
+)
+
+input_topic = app.topic(
+    settings.topic_predictions, settings.topic_ground_truth,
+    key_serializer="raw", value_serializer="raw",
+)
+alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
+dlq_topic = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
+
+
+class KafkaOutbox:
+    """DLQ and alert events through the app's producer (flushed before offsets are committed)."""
+
+    async def send_dlq(self, message: RawMessage, rejection: Rejection) -> None:
+        headers = [
+            ("dlq.reason", rejection.reason.encode()),
+            ("dlq.error", str(rejection).encode("utf-8", "replace")),
+            ("dlq.source.topic", message.topic.encode()),
+            ("dlq.source.partition", str(message.partition).encode()),
+            ("dlq.source.offset", str(message.offset).encode()),
+        ]
+        await dlq_topic.send(key=message.key, value=message.value or b"", headers=headers)
+
+    async def send_alert(self, alert: Alert) -> None:
+        await alerts_topic.send(key=alert.model.encode(), value=alert.to_json())
+
+
+store = ClickHouseStore(parse_target(settings.clickhouse_dsn()))
+monitor = Monitor(settings, store, KafkaOutbox())
+_started = False
+
+
+async def _ensure_started() -> None:
+    global _started
+    async with monitor.lock:
+        if not _started:
+            await monitor.start()
+            _started = True
+
+
+@app.agent(input_topic, concurrency=1)
+async def monitor_requests(stream: faust.StreamT) -> None:
+    """Join, measure and alert, one batch at a time."""
+    await _ensure_started()
+    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        batch = [
+            RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+            for e in events
+        ]
+        async with monitor.lock:
+            await monitor.process_batch(batch)
+
+
+@app.timer(1.0)
+async def refresh_when_idle() -> None:
+    """Windows close and become final as the watermark moves; keep rows current when input pauses."""
+    if not _started:
+        return
+    async with monitor.lock:
+        await monitor.refresh()
+
+
+@app.on_before_shutdown.connect
+async def flush_on_shutdown(sender: faust.App, **kwargs: object) -> None:
+    """SIGTERM: write the figures and alerts the monitor still holds."""
+    if _started:
+        async with monitor.lock:
+            await monitor.close()
+            log.info("Monitor stopped: %s", monitor.counters)
+
+
+@app.on_partitions_assigned.connect
+async def track_assignment(sender: faust.App, assigned: set, **kwargs: object) -> None:
+    """Every assigned input partition takes part in the event-time watermark."""
+    monitor.assign({(tp.topic, tp.partition) for tp in assigned})
+
+
+@app.on_partitions_revoked.connect
+async def track_revocation(sender: faust.App, revoked: set, **kwargs: object) -> None:
+    monitor.assign(set(), {(tp.topic, tp.partition) for tp in revoked})
+
+
+@app.page("/query")
+async def query_page(web, request):  # type: ignore[no-untyped-def]
+    """Read-only SQL for `python -m sinks.query` while the worker holds the embedded store."""
+    sql = request.query.get("sql") or (await request.text())
+    if not sql.strip():
+        return web.json({"error": "empty query"}, status=400)
+    try:
+        names, rows = await store.readonly_query_async(sql)
+    except Exception as err:  # noqa: BLE001 - the error goes back to the caller
+        return web.json({"error": str(err).splitlines()[0][:500]}, status=400)
+    return Response(body=_json_rows(names, rows), content_type="application/json")
+
+
+@app.page("/status")
+async def status_page(web, request):  # type: ignore[no-untyped-def]
+    """Counters and the watermark, so tools can wait until the worker caught up."""
+    return web.json({
+        "started": _started,
+        "watermark_ms": monitor.watermark_ms,
+        "counters": monitor.counters.__dict__,
+        "pending_predictions": len(monitor.join.pending_predictions),
+        "pending_labels": len(monitor.join.pending_labels),
+    })
+
+
+def _json_rows(names: list[str], rows: list[tuple]) -> bytes:
+    import orjson
+
+    return orjson.dumps({"columns": names, "rows": [list(r) for r in rows]},
+                        option=orjson.OPT_NAIVE_UTC | orjson.OPT_SERIALIZE_NUMPY, default=str)

@@ -1,0 +1,596 @@
+"""The monitor: one batch of raw messages in, facts, figures and alerts out.
+
+Read top to bottom for one request: ``process_batch`` parses each message (bad
+ones to the DLQ), joins prediction and label (:mod:`streams.join`), feeds each
+outcome to ADWIN and the rolling accuracy, and writes the facts; ``refresh``
+recomputes the windows those facts touched (:mod:`streams.figures`), writes
+window_metrics and feature_drift rows, and evaluates the alert rules when a
+window closes (drift) or becomes final (accuracy).
+
+Kafka and ClickHouse stay outside: the monitor gets a store and an outbox, so
+the Faust wiring in :mod:`streams.app` stays thin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+from river import drift, metrics, utils
+
+from sinks.clickhouse import ClickHouseStore
+from streams import alerts as rules
+from streams import figures
+from streams.alerts import Alert, AlertBook, Condition
+from streams.canonical import canonical_class
+from streams.join import DUPLICATE, JoinState, Outcome
+from streams.metrics import classification_figures
+from streams.parsing import FUTURE_SKEW_MS, parse_ground_truth, parse_prediction
+from streams.psi import NumericReference, psi, psi_band
+from streams.records import GroundTruth, Prediction, Rejection
+from streams.reference import Reference, ReferenceFile, build_reference, load_reference_file
+from streams.settings import Settings
+from streams.watermark import Watermark
+from streams.windows import is_closed, is_final, window_end_ms, window_start_ms
+
+log = logging.getLogger(__name__)
+REFRESH_INTERVAL_S = 1.0
+TOP_DRIFTED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A message as it came off an input topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class Outbox(Protocol):
+    async def send_dlq(self, message: RawMessage, rejection: Rejection) -> None: ...
+    async def send_alert(self, alert: Alert) -> None: ...
+
+
+def _dt(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+@dataclass
+class VersionState:
+    """Everything the monitor keeps per (model, model_version)."""
+
+    model: str
+    version: str
+    adwin: drift.ADWIN
+    rolling: utils.Rolling
+    classes: set[str] = field(default_factory=set)
+    reference: Reference | None = None
+    baseline_accuracy: float | None = None
+    baseline_window_ms: int | None = None
+    windows: set[int] = field(default_factory=set)
+    closed: set[int] = field(default_factory=set)
+    final: set[int] = field(default_factory=set)
+    dirty: set[int] = field(default_factory=set)
+    last_psi: dict[int, dict[str, float]] = field(default_factory=dict)
+    last_figures: dict[int, tuple[int, int, float | None]] = field(default_factory=dict)
+
+    @property
+    def binary(self) -> bool:
+        return len(self.classes) <= 2
+
+    def rolling_accuracy(self) -> float | None:
+        return self.rolling.get() if self.rolling.window else None  # type: ignore[attr-defined]
+
+
+@dataclass
+class Counters:
+    """What the monitor has seen; logged and exposed for operators."""
+
+    messages: int = 0
+    predictions: int = 0
+    labels: int = 0
+    outcomes: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    replay_skipped: int = 0
+    expired_predictions: int = 0
+    unmatched_labels: int = 0
+    alerts: int = 0
+
+
+class Monitor:
+    def __init__(self, settings: Settings, store: ClickHouseStore, outbox: Outbox,
+                 *, clock: Any = time.time) -> None:
+        self.s = settings
+        self.store = store
+        self.db = store.database
+        self.outbox = outbox
+        self.clock = clock
+        self.join = JoinState(ttl_ms=settings.join_ttl_seconds * 1000)
+        self.versions: dict[tuple[str, str], VersionState] = {}
+        self.book = AlertBook()
+        self.counters = Counters()
+        self.watermark_ms = 0
+        self.event_time = Watermark()
+        self.resume_after: dict[tuple[str, int], int] = {}
+        self.reference_file: ReferenceFile | None = (
+            load_reference_file(settings.reference_path, bins=settings.psi_bins) if settings.reference_path else None
+        )
+        self._last_refresh = 0.0
+        self._evaluated_watermark = -1
+        self.lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Create the tables if missing and rebuild memory from what they hold."""
+        await self.store.start()
+        await Recovery(self).run()
+
+    async def close(self) -> None:
+        """Write everything held: the last figures and alerts."""
+        await self.refresh()
+
+    def assign(self, partitions: set[tuple[str, int]], revoked: set[tuple[str, int]] = frozenset()) -> None:
+        """Partitions this worker reads: each holds the watermark back until it has spoken."""
+        now = time.monotonic()
+        for source in revoked:
+            self.event_time.forget(source)
+        for source in partitions:
+            if source[0] in self.s.input_topics:
+                self.event_time.register(source, now)
+
+    # -- per-version state ---------------------------------------------------
+    def version(self, model: str, version: str) -> VersionState:
+        key = (model, version)
+        state = self.versions.get(key)
+        if state is None:
+            state = VersionState(
+                model, version,
+                adwin=drift.ADWIN(delta=self.s.adwin_delta),
+                rolling=utils.Rolling(metrics.Accuracy(), window_size=self.s.rolling_size),
+            )
+            if self.reference_file is not None:
+                ref = self.reference_file.for_version(model, version)
+                if ref is not None:
+                    state.reference = ref
+                    state.baseline_accuracy = ref.baseline_accuracy
+            self.versions[key] = state
+        return state
+
+    # -- ingest ----------------------------------------------------------------
+    async def process_batch(self, batch: Sequence[RawMessage]) -> None:
+        """Parse, join and persist one batch; alerts from ADWIN go out at once."""
+        prediction_rows: list[list[Any]] = []
+        label_rows: list[list[Any]] = []
+        outcome_rows: list[list[Any]] = []
+        rejected: list[tuple[RawMessage, Rejection]] = []
+        adwin_alerts: list[Alert] = []
+        now_ms = int(self.clock() * 1000)
+        max_ts = now_ms + FUTURE_SKEW_MS
+        for message in batch:
+            self.counters.messages += 1
+            if self.resume_after.get((message.topic, message.partition), -1) >= message.offset:
+                self.counters.replay_skipped += 1
+                continue
+            value = message.value if message.value is not None else b""
+            if message.topic == self.s.topic_predictions:
+                event = parse_prediction(value, key=message.key, positive_label=self.s.positive_label, max_ts_ms=max_ts)
+            else:
+                event = parse_ground_truth(value, key=message.key, max_ts_ms=max_ts)
+            if isinstance(event, Rejection):
+                rejected.append((message, event))
+                continue
+            self.event_time.observe((message.topic, message.partition), event.ts_ms, time.monotonic())
+            if isinstance(event, Prediction):
+                result = self.join.add_prediction(event)
+                if result is DUPLICATE:
+                    self.counters.duplicates += 1
+                    continue
+                self.counters.predictions += 1
+                prediction_rows.append(self._prediction_row(event, message))
+                state = self.version(event.model, event.model_version)
+                state.classes.add(event.prediction)
+                window = window_start_ms(event.ts_ms, self.s.window_seconds)
+                state.windows.add(window)
+                state.dirty.add(window)
+            else:
+                result = self.join.add_label(event)
+                if result is DUPLICATE:
+                    self.counters.duplicates += 1
+                    continue
+                self.counters.labels += 1
+                label_rows.append(self._label_row(event, message))
+            if isinstance(result, Outcome):
+                outcome_rows.append(self._outcome_row(result, message.partition, now_ms))
+                alert = self._learn(result, now_ms)
+                if alert is not None:
+                    adwin_alerts.append(alert)
+        # Outcomes first, then the halves: a half's row marks its offset as done (see recover()).
+        await self.store.insert("outcomes", outcome_rows)
+        await self.store.insert("labels", label_rows)
+        await self.store.insert("predictions", prediction_rows)
+        for message, rejection in rejected:
+            self.counters.rejected += 1
+            log.warning("DLQ %s[%d]@%d: %s", message.topic, message.partition, message.offset, rejection)
+            await self.outbox.send_dlq(message, rejection)
+        await self._publish(adwin_alerts)
+        if time.monotonic() - self._last_refresh >= REFRESH_INTERVAL_S:
+            await self.refresh()
+
+    def _prediction_row(self, p: Prediction, m: RawMessage) -> list[Any]:
+        numeric = {k: float(v) for k, v in p.features.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        categorical = {k: canonical_class(v) for k, v in p.features.items() if v is not None}
+        return [
+            p.request_id, p.model, p.model_version, _dt(window_start_ms(p.ts_ms, self.s.window_seconds)),
+            _dt(p.ts_ms), p.prediction, p.score, p.confidence, p.latency_ms, numeric, categorical,
+            orjson.dumps(p.features).decode(), m.partition, m.offset, datetime.now(UTC),
+        ]
+
+    def _label_row(self, g: GroundTruth, m: RawMessage) -> list[Any]:
+        return [g.request_id, g.label, _dt(g.ts_ms), g.model, g.model_version, m.partition, m.offset,
+                datetime.now(UTC)]
+
+    def _outcome_row(self, o: Outcome, partition: int, now_ms: int) -> list[Any]:
+        p, g = o.prediction, o.label
+        return [
+            p.request_id, p.model, p.model_version, _dt(window_start_ms(p.ts_ms, self.s.window_seconds)),
+            _dt(p.ts_ms), _dt(g.ts_ms), p.prediction, g.label, int(o.correct), p.score, p.confidence,
+            p.latency_ms, orjson.dumps(p.features).decode(), partition, datetime.now(UTC),
+        ]
+
+    def _learn(self, outcome: Outcome, now_ms: int) -> Alert | None:
+        """Feed the outcome to the rolling accuracy and ADWIN, in join order."""
+        p = outcome.prediction
+        self.counters.outcomes += 1
+        state = self.version(p.model, p.model_version)
+        state.classes.add(outcome.label.label)
+        window = window_start_ms(p.ts_ms, self.s.window_seconds)
+        state.dirty.add(window)
+        state.rolling.update(outcome.label.label, p.prediction)
+        before = state.adwin.estimation
+        state.adwin.update(0.0 if outcome.correct else 1.0)
+        if not state.adwin.drift_detected:
+            return None
+        condition = rules.error_rate_change(p.model, p.model_version, before, state.adwin.estimation,
+                                            self.s.adwin_delta, int(state.adwin.width))
+        return self.book.observe(p.model, p.model_version, window,
+                                 window_end_ms(window, self.s.window_seconds), condition, now_ms)
+
+    # -- figures ----------------------------------------------------------------
+    async def refresh(self) -> None:
+        """Recompute touched windows, write their rows, evaluate windows that closed or became final."""
+        self._last_refresh = time.monotonic()
+        self.watermark_ms = self.event_time.value(time.monotonic())
+        expired_p, expired_g = self.join.expire(self.watermark_ms)
+        self.counters.expired_predictions += len(expired_p)
+        self.counters.unmatched_labels += len(expired_g)
+        if expired_g:
+            log.info("%d labels expired without a prediction (JOIN_TTL_SECONDS=%d)", len(expired_g),
+                     self.s.join_ttl_seconds)
+        pending_alerts: list[Alert] = []
+        now_ms = int(self.clock() * 1000)
+        for state in list(self.versions.values()):
+            newly_closed, newly_final = self._advance(state)
+            await self._ensure_reference(state)
+            await self._ensure_baseline(state, newly_final)
+            if state.dirty:
+                metrics_rows, drift_rows = await self._compute(state, sorted(state.dirty))
+                state.dirty.clear()
+                await self.store.insert("window_metrics", metrics_rows)
+                await self.store.insert("feature_drift", drift_rows)
+            pending_alerts += self._evaluate(state, newly_closed, newly_final, now_ms)
+        await self._publish(pending_alerts)
+        if self.watermark_ms != self._evaluated_watermark:
+            await self.store.insert("checkpoints", [[self.s.app_id, self.watermark_ms, datetime.now(UTC)]])
+            self._evaluated_watermark = self.watermark_ms
+
+    def _advance(self, state: VersionState) -> tuple[list[int], list[int]]:
+        newly_closed, newly_final = [], []
+        for w in sorted(state.windows - state.final):
+            if w not in state.closed and is_closed(w, self.watermark_ms, self.s.window_seconds):
+                state.closed.add(w)
+                newly_closed.append(w)
+                state.dirty.add(w)
+            if is_final(w, self.watermark_ms, self.s.window_seconds, self.s.label_grace_seconds):
+                state.final.add(w)
+                newly_final.append(w)
+                state.dirty.add(w)
+        return newly_closed, newly_final
+
+    async def _ensure_reference(self, state: VersionState) -> None:
+        """Without a reference file: the first closed window with >= MIN_LABELED predictions."""
+        if state.reference is not None or not state.closed:
+            return
+        rows = await self.store.query(figures.predictions_per_window_sql(self.db, state.model, state.version))
+        chosen = next((int(w) for w, n in rows if int(n) >= self.s.min_labeled and int(w) in state.closed), None)
+        if chosen is None:
+            return
+        raw = await self.store.query(figures.window_rows_sql(self.db, state.model, state.version, chosen))
+        reference_rows = ({**orjson.loads(f), "score": s, "prediction": p} for f, s, p in raw)
+        state.reference = build_reference(reference_rows, bins=self.s.psi_bins, source="window",
+                                          window_start_ms=chosen)
+        state.dirty |= state.windows
+        await self._save_reference(state)
+        log.info("Reference of %s %s: window %s (%d predictions)", state.model, state.version,
+                 rules.iso_ms(chosen), state.reference.rows)
+
+    async def _ensure_baseline(self, state: VersionState, newly_final: list[int]) -> None:
+        """Without labels in the reference: the first final window with >= MIN_LABELED labels."""
+        if state.baseline_accuracy is not None or not newly_final:
+            return
+        candidates = sorted(state.final)
+        counts = await self._counts(state, candidates)
+        for w in candidates:
+            c = counts.get(w)
+            labeled = sum(c.confusion.values()) if c else 0
+            if labeled >= self.s.min_labeled:
+                fig = classification_figures(c.confusion, self.s.positive_label, binary=state.binary)
+                state.baseline_accuracy, state.baseline_window_ms = fig.accuracy, w
+                await self._save_reference(state)
+                return
+
+    async def _save_reference(self, state: VersionState) -> None:
+        ref = state.reference
+        await self.store.insert("references", [[
+            state.model, state.version, ref.source if ref else "none",
+            _dt(ref.window_start_ms) if ref else None, state.baseline_accuracy,
+            _dt(state.baseline_window_ms), datetime.now(UTC),
+        ]])
+
+    async def _counts(self, state: VersionState, windows: list[int]) -> dict[int, figures.WindowCounts]:
+        pred = await self.store.query(figures.prediction_counts_sql(self.db, state.model, state.version, windows,
+                                                                     self.s.positive_label))
+        conf = await self.store.query(figures.confusion_sql(self.db, state.model, state.version, windows))
+        return figures.window_counts(pred, conf)
+
+    async def _compute(self, state: VersionState, windows: list[int]) -> tuple[list[list[Any]], list[list[Any]]]:
+        counts = await self._counts(state, windows)
+        now = datetime.now(UTC)
+        rolling = state.rolling_accuracy()
+        metrics_rows = []
+        for w in windows:
+            c = counts.get(w, figures.WindowCounts())
+            fig = classification_figures(c.confusion, self.s.positive_label, binary=state.binary)
+            state.last_figures[w] = (fig.labeled, fig.correct, fig.accuracy)
+            metrics_rows.append([
+                state.model, state.version, _dt(w), _dt(window_end_ms(w, self.s.window_seconds)),
+                c.predictions, fig.labeled, fig.correct, fig.accuracy, fig.precision, fig.recall, fig.f1,
+                c.positives / c.predictions if c.predictions else None,
+                c.confidence_sum / c.confidence_n if c.confidence_n else None,
+                rolling, fig.labeled / c.predictions if c.predictions else None,
+                int(w in state.final), now,
+            ])
+        drift_rows = await self._drift_rows(state, windows, now)
+        return metrics_rows, drift_rows
+
+    async def _drift_rows(self, state: VersionState, windows: list[int], now: datetime) -> list[list[Any]]:
+        ref = state.reference
+        if ref is None:
+            return []
+        subjects = ref.drift_subjects
+        numeric = {k: v for k, v in subjects.items() if isinstance(v, NumericReference)}
+        categorical = {k: v for k, v in subjects.items() if not isinstance(v, NumericReference)}
+        numeric_rows: list[tuple] = []
+        categorical_rows: list[tuple] = []
+        sql = figures.numeric_bins_sql(self.db, state.model, state.version, windows, numeric)
+        if sql:
+            numeric_rows += await self.store.query(sql)
+        sql = figures.categorical_values_sql(self.db, state.model, state.version, windows, categorical)
+        if sql:
+            categorical_rows += await self.store.query(sql)
+        if ref.score is not None:
+            numeric_rows += await self.store.query(
+                figures.score_bins_sql(self.db, state.model, state.version, windows, ref.score.edges))
+        if ref.prediction is not None:
+            categorical_rows += await self.store.query(
+                figures.predicted_class_sql(self.db, state.model, state.version, windows))
+        counts = figures.bin_counts(subjects, numeric_rows, categorical_rows)
+        rows = []
+        for w in windows:
+            per_subject = counts.get(w, {})
+            state.last_psi[w] = {}
+            for subject, sref in subjects.items():
+                bins = per_subject.get(subject)
+                n = int(bins.sum()) if bins is not None else 0
+                value = psi(sref.shares, bins) if bins is not None else None
+                band = psi_band(value, self.s.psi_warn, self.s.psi_alert)
+                if value is not None:
+                    state.last_psi[w][subject] = value
+                rows.append([
+                    state.model, state.version, _dt(w), _dt(window_end_ms(w, self.s.window_seconds)), subject,
+                    sref.kind, value, n, int(band == "drift"), band, ref.source, now,
+                ])
+        return rows
+
+    # -- alerts -------------------------------------------------------------------
+    def _evaluate(self, state: VersionState, newly_closed: list[int], newly_final: list[int],
+                  now_ms: int) -> list[Alert]:
+        out: list[Alert] = []
+        ref = state.reference
+        for w in newly_closed:
+            if ref is None:
+                continue
+            for subject, value in sorted(state.last_psi.get(w, {}).items()):
+                sref = ref.drift_subjects[subject]
+                condition = rules.drift(state.model, state.version, subject, value, self.s.psi_alert,
+                                        0, sref.n)
+                out += self._observe(state, w, condition, now_ms)
+        return out + self._evaluate_accuracy(state, newly_final, now_ms)
+
+    def _evaluate_accuracy(self, state: VersionState, newly_final: list[int], now_ms: int) -> list[Alert]:
+        out: list[Alert] = []
+        for w in newly_final:
+            row = state.last_figures.get(w)
+            if row is None:
+                continue
+            labeled, correct, accuracy = row
+            if labeled < self.s.min_labeled or accuracy is None:
+                continue
+            evidence = {"labeled": labeled, "correct": correct, "top_drifted_features": self._top_drifted(state, w)}
+            out += self._observe(state, w, rules.accuracy_below_threshold(
+                state.model, state.version, accuracy, labeled, correct, self.s.accuracy_threshold, evidence), now_ms)
+            if state.baseline_accuracy is not None:
+                out += self._observe(state, w, rules.accuracy_drop(
+                    state.model, state.version, accuracy, state.baseline_accuracy, self.s.degradation_threshold,
+                    {**evidence, "baseline_window_start": rules.iso_ms(state.baseline_window_ms)}), now_ms)
+        return out
+
+    def _top_drifted(self, state: VersionState, w: int) -> list[dict[str, Any]]:
+        values = [(v, k) for k, v in state.last_psi.get(w, {}).items() if not k.startswith("__")]
+        return [{"feature": k, "psi": round(v, 6)} for v, k in sorted(values, reverse=True)[:TOP_DRIFTED]]
+
+    def _observe(self, state: VersionState, w: int, condition: Condition, now_ms: int) -> list[Alert]:
+        alert = self.book.observe(state.model, state.version, w, window_end_ms(w, self.s.window_seconds),
+                                  condition, now_ms)
+        return [alert] if alert else []
+
+    async def _publish(self, alerts_out: list[Alert]) -> None:
+        if not alerts_out:
+            return
+        rows = [[a.alert_id, a.status, a.type, a.severity, a.model, a.model_version, a.subject,
+                 _parse_iso(a.window_start), _parse_iso(a.window_end), a.value, a.threshold, a.baseline,
+                 _parse_iso(a.detected_at), a.message, a.recommended_action, orjson.dumps(a.evidence).decode()]
+                for a in alerts_out]
+        await self.store.insert("alerts", rows)
+        for a in alerts_out:
+            self.counters.alerts += 1
+            log.warning("ALERT %s %s %s %s/%s: %s", a.status, a.severity, a.type, a.model, a.model_version,
+                        a.message)
+            await self.outbox.send_alert(a)
+
+
+def _parse_iso(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class Recovery:
+    """Rebuild a monitor's memory from the facts in ClickHouse after a start or a crash.
+
+    Facts are written before their Kafka offsets are committed, so the store holds
+    at least everything that was acknowledged: pending halves, offsets already
+    processed (replayed messages up to them are skipped), windows, references,
+    alert states, and ADWIN / rolling accuracy replayed in join order.
+    """
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.m = monitor
+        self.db = monitor.db
+
+    async def run(self) -> None:
+        m, db = self.m, self.db
+        marks = await m.store.query(
+            f"SELECT max(evaluated_watermark) FROM `{db}`.checkpoints FINAL WHERE app_id = {figures.quote(m.s.app_id)}")
+        evaluated = int(marks[0][0] or 0) if marks else 0
+        for table, column, topic in (("predictions", "predicted_at", m.s.topic_predictions),
+                                     ("labels", "labeled_at", m.s.topic_ground_truth)):
+            rows = await m.store.query(f"SELECT kafka_partition, max(toUnixTimestamp64Milli({column})) "
+                                       f"FROM `{db}`.{table} GROUP BY kafka_partition")
+            for partition, ts in rows:
+                m.event_time.seed((topic, int(partition)), int(ts))
+        m.watermark_ms = max(m.event_time.value(time.monotonic()), evaluated)
+        if m.watermark_ms == 0:
+            return
+        await self._offsets()
+        await self._pending()
+        await self._versions(evaluated)
+        await self._alerts()
+        log.info("Recovered state: watermark %s, %d pending predictions, %d pending labels, %d model versions",
+                 rules.iso_ms(m.watermark_ms), len(m.join.pending_predictions), len(m.join.pending_labels),
+                 len(m.versions))
+
+    async def _offsets(self) -> None:
+        m = self.m
+        for table, topic in (("predictions", m.s.topic_predictions), ("labels", m.s.topic_ground_truth)):
+            rows = await m.store.query(
+                f"SELECT kafka_partition, max(kafka_offset) FROM `{self.db}`.{table} GROUP BY kafka_partition")
+            for partition, offset in rows:
+                m.resume_after[(topic, int(partition))] = int(offset)
+
+    async def _pending(self) -> None:
+        m, db = self.m, self.db
+        horizon = m.watermark_ms - m.join.ttl_ms
+        rows = await m.store.query(
+            "SELECT request_id, model, model_version, toUnixTimestamp64Milli(predicted_at), prediction, score, "
+            f"confidence, latency_ms, features FROM `{db}`.predictions FINAL "
+            f"WHERE predicted_at >= fromUnixTimestamp64Milli(toInt64({horizon}), 'UTC') "
+            f"AND request_id NOT IN (SELECT request_id FROM `{db}`.outcomes)")
+        for rid, model, version, ts, pred, score, conf, latency, feats in rows:
+            m.join.pending_predictions[rid] = Prediction(rid, model, version, int(ts), pred, score, conf, None,
+                                                         orjson.loads(feats), latency)
+        rows = await m.store.query(
+            "SELECT request_id, label, toUnixTimestamp64Milli(labeled_at), model, model_version "
+            f"FROM `{db}`.labels FINAL WHERE labeled_at >= fromUnixTimestamp64Milli(toInt64({horizon}), 'UTC') "
+            f"AND request_id NOT IN (SELECT request_id FROM `{db}`.outcomes)")
+        for rid, label, ts, model, version in rows:
+            m.join.pending_labels[rid] = GroundTruth(rid, label, int(ts), model, version)
+
+    async def _versions(self, evaluated_watermark: int) -> None:
+        m, db = self.m, self.db
+        rows = await m.store.query(
+            f"SELECT model, model_version, groupUniqArray(toUnixTimestamp64Milli(window_start)), "
+            f"groupUniqArray(prediction) FROM `{db}`.predictions GROUP BY model, model_version")
+        for model, version, windows, classes in rows:
+            state = m.version(model, version)
+            state.windows.update(int(w) for w in windows)
+            state.classes.update(classes)
+            # Windows evaluated before the crash keep their alert decisions; later ones are evaluated anew.
+            state.closed.update(w for w in state.windows if is_closed(w, evaluated_watermark, m.s.window_seconds))
+            state.final.update(w for w in state.windows
+                               if is_final(w, evaluated_watermark, m.s.window_seconds, m.s.label_grace_seconds))
+            state.dirty.update(state.windows - state.final)
+        rows = await m.store.query(
+            f"SELECT model, model_version, groupUniqArray(label) FROM `{db}`.outcomes GROUP BY model, model_version")
+        for model, version, labels in rows:
+            m.version(model, version).classes.update(labels)
+        await self._references()
+        await self._learners()
+
+    async def _references(self) -> None:
+        m, db = self.m, self.db
+        rows = await m.store.query(
+            "SELECT model, model_version, source, toUnixTimestamp64Milli(window_start), baseline_accuracy, "
+            f"toUnixTimestamp64Milli(baseline_window_start) FROM `{db}`.references FINAL")
+        for model, version, source, window, baseline, baseline_window in rows:
+            state = m.version(model, version)
+            if source == "window" and window is not None and state.reference is None:
+                raw = await m.store.query(figures.window_rows_sql(db, model, version, int(window)))
+                state.reference = build_reference(
+                    ({**orjson.loads(f), "score": s, "prediction": p} for f, s, p in raw),
+                    bins=m.s.psi_bins, source="window", window_start_ms=int(window))
+            if baseline is not None and state.baseline_accuracy is None:
+                state.baseline_accuracy = float(baseline)
+                state.baseline_window_ms = int(baseline_window) if baseline_window is not None else None
+
+    async def _learners(self) -> None:
+        m, db = self.m, self.db
+        for state in m.versions.values():
+            rows = await m.store.query(
+                f"SELECT request_id, prediction, label, correct FROM `{db}`.outcomes "
+                f"WHERE {figures._version_filter(state.model, state.version)} ORDER BY joined_at, request_id")
+            seen: set[str] = set()
+            for rid, pred, label, correct in rows:
+                if rid in seen:
+                    continue
+                seen.add(rid)
+                state.rolling.update(label, pred)
+                state.adwin.update(0.0 if correct else 1.0)
+                m.join._remember_joined(rid)
+
+    async def _alerts(self) -> None:
+        m = self.m
+        rows = await m.store.query(
+            "SELECT alert_id, status, type, severity, model, model_version, subject FROM "
+            f"`{self.db}`.alerts FINAL ORDER BY detected_at, window_start, status = 'firing'")
+        for alert_id_, status, type_, severity, model, version, subject in rows:
+            m.book.restore(Alert(alert_id_, status, type_, severity, model, version, subject, None, None, None,
+                                 None, None, "", "", "", {}))
