@@ -17,7 +17,7 @@ import faust
 from aiohttp.web import Response
 
 from sinks.clickhouse import ClickHouseStore, parse_target
-from streams.alerts import Alert
+from streams.alert_rules import Alert
 from streams.monitor import Monitor, RawMessage
 from streams.records import Rejection
 from streams.settings import SettingsError, load_settings

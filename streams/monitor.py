@@ -25,9 +25,9 @@ import orjson
 from river import drift, metrics, utils
 
 from sinks.clickhouse import ClickHouseStore
-from streams import alerts as rules
+from streams import alert_rules as rules
 from streams import figures
-from streams.alerts import Alert, AlertBook, Condition
+from streams.alert_rules import Alert, AlertBook, Condition
 from streams.canonical import canonical_class
 from streams.join import DUPLICATE, JoinState, Outcome
 from streams.metrics import classification_figures
