@@ -98,6 +98,10 @@ class AlertBook:
 
     def __init__(self) -> None:
         self.firing: dict[tuple[str, str, str, str], Alert] = {}
+        # Per condition: the window of its last change and the statuses sent for that window. An id
+        # is derived from (condition, window, status), so a second change to the same status within
+        # one window (ADWIN can flip back and forth) is not sent: its id would not be unique.
+        self._sent_in_window: dict[tuple[str, str, str, str], tuple[int | None, set[str]]] = {}
 
     def observe(
         self,
@@ -114,6 +118,13 @@ class AlertBook:
         if condition.active == was_firing:
             return None
         status = "firing" if condition.active else "resolved"
+        window, statuses = self._sent_in_window.get(key, (None, set()))
+        if window != window_start_ms:
+            window, statuses = window_start_ms, set()
+        if status in statuses:
+            return None
+        statuses.add(status)
+        self._sent_in_window[key] = (window, statuses)
         alert = Alert(
             alert_id=alert_id(model, model_version, condition.type, condition.subject, window_start_ms, status),
             status=status,

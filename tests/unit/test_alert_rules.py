@@ -73,3 +73,13 @@ def test_alert_event_has_every_contract_field():
     }
     assert event["window_start"] == "1970-01-01T00:00:00.000Z" and event["window_end"] == "1970-01-01T01:00:00.000Z"
     assert iso_ms(1_767_225_600_123) == "2026-01-01T00:00:00.123Z"
+
+
+def test_no_two_events_share_an_id_when_a_condition_flips_within_one_window():
+    book = AlertBook()
+    up = error_rate_change("m", "v1", 0.05, 0.15, 0.002, 100)
+    down = error_rate_change("m", "v1", 0.15, 0.05, 0.002, 100)
+    sent = [book.observe("m", "v1", 0, HOUR, c, 0) for c in (up, down, up, down)]
+    assert [a.status if a else None for a in sent] == ["firing", "resolved", None, None]
+    again = book.observe("m", "v1", HOUR, 2 * HOUR, up, 0)
+    assert again.status == "firing" and again.alert_id != sent[0].alert_id
