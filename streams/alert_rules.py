@@ -98,10 +98,9 @@ class AlertBook:
 
     def __init__(self) -> None:
         self.firing: dict[tuple[str, str, str, str], Alert] = {}
-        # Per condition: the window of its last change and the statuses sent for that window. An id
-        # is derived from (condition, window, status), so a second change to the same status within
-        # one window (ADWIN can flip back and forth) is not sent: its id would not be unique.
-        self._sent_in_window: dict[tuple[str, str, str, str], tuple[int | None, set[str]]] = {}
+        # Ids already sent. An id is derived from (condition, window, status), so a change that
+        # would repeat one (ADWIN can flip back and forth within a window) is not made at all.
+        self._sent: set[str] = set()
 
     def observe(
         self,
@@ -118,15 +117,12 @@ class AlertBook:
         if condition.active == was_firing:
             return None
         status = "firing" if condition.active else "resolved"
-        window, statuses = self._sent_in_window.get(key, (None, set()))
-        if window != window_start_ms:
-            window, statuses = window_start_ms, set()
-        if status in statuses:
+        identity = alert_id(model, model_version, condition.type, condition.subject, window_start_ms, status)
+        if identity in self._sent:
             return None
-        statuses.add(status)
-        self._sent_in_window[key] = (window, statuses)
+        self._sent.add(identity)
         alert = Alert(
-            alert_id=alert_id(model, model_version, condition.type, condition.subject, window_start_ms, status),
+            alert_id=identity,
             status=status,
             type=condition.type,
             severity=condition.severity,
@@ -152,6 +148,7 @@ class AlertBook:
     def restore(self, alert: Alert) -> None:
         """Replay a stored alert event so that state survives restarts."""
         key = (alert.model, alert.model_version, alert.type, alert.subject)
+        self._sent.add(alert.alert_id)
         if alert.status == "firing":
             self.firing[key] = alert
         else:

@@ -137,16 +137,23 @@ async def track_revocation(sender: faust.App, revoked: set, **kwargs: object) ->
 
 
 @app.page("/query")
-async def query_page(web, request):  # type: ignore[no-untyped-def]
+class QueryView(faust.web.View):
     """Read-only SQL for `python -m sinks.query` while the worker holds the embedded store."""
-    sql = request.query.get("sql") or (await request.text())
-    if not sql.strip():
-        return web.json({"error": "empty query"}, status=400)
-    try:
-        names, rows = await store.readonly_query_async(sql)
-    except Exception as err:  # noqa: BLE001 - the error goes back to the caller
-        return web.json({"error": str(err).splitlines()[0][:500]}, status=400)
-    return Response(body=_json_rows(names, rows), content_type="application/json")
+
+    async def get(self, request: faust.web.Request) -> faust.web.Response:
+        return await self._answer(request.query.get("sql", ""))
+
+    async def post(self, request: faust.web.Request) -> faust.web.Response:
+        return await self._answer(await request.text())
+
+    async def _answer(self, sql: str) -> faust.web.Response:
+        if not sql.strip():
+            return self.json({"error": "empty query"}, status=400)
+        try:
+            names, rows = await store.readonly_query_async(sql)
+        except Exception as err:  # noqa: BLE001 - the error goes back to the caller
+            return self.json({"error": str(err).splitlines()[0][:500]}, status=400)
+        return Response(body=_json_rows(names, rows), content_type="application/json")
 
 
 @app.page("/status")

@@ -255,12 +255,17 @@ class Monitor:
         window = window_start_ms(p.ts_ms, self.s.window_seconds)
         state.dirty.add(window)
         state.rolling.update(outcome.label.label, p.prediction)
-        before = state.adwin.estimation
-        state.adwin.update(0.0 if outcome.correct else 1.0)
+        error = 0.0 if outcome.correct else 1.0
+        width_before, mean_before = state.adwin.width, state.adwin.estimation
+        state.adwin.update(error)
         if not state.adwin.drift_detected:
             return None
-        condition = rules.error_rate_change(p.model, p.model_version, before, state.adwin.estimation,
-                                            self.s.adwin_delta, int(state.adwin.width))
+        # ADWIN dropped the older part of its window: compare the dropped part with the kept part.
+        kept_n, kept_mean = state.adwin.width, state.adwin.estimation
+        dropped_n = width_before + 1 - kept_n
+        dropped_mean = (mean_before * width_before + error - kept_mean * kept_n) / dropped_n if dropped_n else kept_mean
+        condition = rules.error_rate_change(p.model, p.model_version, dropped_mean, kept_mean,
+                                            self.s.adwin_delta, int(kept_n))
         return self.book.observe(p.model, p.model_version, window,
                                  window_end_ms(window, self.s.window_seconds), condition, now_ms)
 

@@ -133,7 +133,9 @@ def _class_value(obj: dict[str, Any], name: str) -> str:
         return canonical_class(value)
     if isinstance(value, float) and value.is_integer():
         return canonical_class(value)
-    raise _Reject("wrong_type", f"{name} must be an int, string or bool, got {_json_type(value)} {str(value)[:40]}")
+    # Only a number is shown: str() of a deeply nested array would raise RecursionError.
+    shown = f" {value!r}" if isinstance(value, float) else ""
+    raise _Reject("wrong_type", f"{name} must be an int, string or bool, got a JSON {_json_type(value)}{shown}")
 
 
 def _probability(name: str, value: Any) -> float:

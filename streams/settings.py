@@ -15,6 +15,7 @@ streams.settings.SettingsError: PSI_BINS='one' is not valid: expected an integer
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -114,8 +115,8 @@ def _topic(raw: str) -> str:
 def _bootstrap(raw: str) -> str:
     hosts = [h.strip() for h in raw.split(",") if h.strip()]
     pattern = re.compile(r"^(?:[A-Za-z]+://)?[^\s:/]+:\d{1,5}$|^(?:[A-Za-z]+://)?\[[0-9A-Fa-f:]+\]:\d{1,5}$")
-    if not hosts or not all(pattern.match(h) for h in hosts):
-        raise ValueError("expected a comma-separated list of host:port")
+    if not hosts or not all(pattern.match(h) and 1 <= int(h.rsplit(":", 1)[1]) <= 65535 for h in hosts):
+        raise ValueError("expected a comma-separated list of host:port (port 1-65535)")
     return ",".join(hosts)
 
 
@@ -162,7 +163,8 @@ def _positive_label(raw: str) -> str:
         number = float(value)
     except ValueError:
         return value
-    return canonical_class(number)
+    # "nan"/"inf" parse as floats but are not numbers a class can be: keep them as strings.
+    return canonical_class(number) if math.isfinite(number) else value
 
 
 def _non_empty(raw: str) -> str:

@@ -81,5 +81,10 @@ def test_no_two_events_share_an_id_when_a_condition_flips_within_one_window():
     down = error_rate_change("m", "v1", 0.15, 0.05, 0.002, 100)
     sent = [book.observe("m", "v1", 0, HOUR, c, 0) for c in (up, down, up, down)]
     assert [a.status if a else None for a in sent] == ["firing", "resolved", None, None]
-    again = book.observe("m", "v1", HOUR, 2 * HOUR, up, 0)
-    assert again.status == "firing" and again.alert_id != sent[0].alert_id
+    elsewhere = book.observe("m", "v1", HOUR, 2 * HOUR, up, 0)
+    assert elsewhere.status == "firing" and elsewhere.alert_id != sent[0].alert_id
+    # back in the first window: firing there was already sent, so the change is not made
+    book2 = AlertBook()
+    ids = [book2.observe("m", "v1", w, w + HOUR, c, 0) for w, c in ((0, up), (HOUR, down), (0, up))]
+    assert [a.status if a else None for a in ids] == ["firing", "resolved", None]
+    assert not book2.firing

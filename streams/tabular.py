@@ -1,0 +1,245 @@
+"""Rows of CSV, Parquet and JSONL files, typed the way the contract says.
+
+Replay input and reference files share one reader so that a value means the same
+thing wherever it comes from. CSV has no types, so each cell is typed by one rule
+(:func:`type_cell`); Parquet and JSONL keep their own types, except that a NaN
+float becomes ``None`` (NaN is "no value", and it is not JSON).
+
+Rows come out as ``(line_number, dict)`` so that a bad row can be reported where a
+person finds it: the physical line for CSV (the header is line 1) and JSONL, the
+1-based row number for Parquet.
+
+>>> import tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "log.csv"
+>>> _ = path.write_text("request_id,score,flag,note\\nr1,0.25,TRUE,\\nr2,3,false,nan\\n")
+>>> for line, row in read_rows(path):
+...     print(line, row)
+2 {'request_id': 'r1', 'score': 0.25, 'flag': True, 'note': None}
+3 {'request_id': 'r2', 'score': 3, 'flag': False, 'note': 'nan'}
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+Row = dict[str, Any]
+ErrorHandler = Callable[[int, str], None]
+
+CSV_SUFFIXES = frozenset({".csv"})
+PARQUET_SUFFIXES = frozenset({".parquet"})
+JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
+SUFFIXES = CSV_SUFFIXES | PARQUET_SUFFIXES | JSONL_SUFFIXES
+
+_NUMBER_START = frozenset("0123456789+-.")
+_NUMBER_CHARS = "0123456789+-.eE"
+_BOOLS = {"true": True, "false": False}
+
+# Inference logs can have wide text cells (e.g. serialised inputs).
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+class TabularError(ValueError):
+    """A file or a row that cannot be read; the message names the file and the line."""
+
+
+def type_cell(text: str) -> Any:
+    """Type one CSV cell by the contract's rule.
+
+    Empty -> None, a finite decimal number -> int (integer literal) or float,
+    ``true``/``false`` in any case -> bool, anything else -> the string itself.
+    Only plain ASCII literals count as numbers: ``nan``, ``inf``, ``1_000`` and
+    ``" 1"`` stay strings, because the rule is about what a person wrote.
+
+    >>> [type_cell(t) for t in ("", "42", "-7", "+3", "2.50", ".5", "1e3", "True", "FALSE")]
+    [None, 42, -7, 3, 2.5, 0.5, 1000.0, True, False]
+    >>> [type_cell(t) for t in ("nan", "-inf", "1e999", "1_000", " 1", "north", "1.2.3")]
+    ['nan', '-inf', '1e999', '1_000', ' 1', 'north', '1.2.3']
+    """
+    if not text:
+        return None
+    if text[0] in _NUMBER_START:
+        return _number_or_text(text)
+    if len(text) in (4, 5):
+        return _BOOLS.get(text.lower(), text)
+    return text
+
+
+def _number_or_text(text: str) -> Any:
+    """The number a literal spells, or the text when it is no finite decimal number.
+
+    Only the characters of decimal literals get as far as ``float()``, which would
+    otherwise also take ``nan``, ``_`` separators, spaces and non-ASCII digits.
+    """
+    if text.strip(_NUMBER_CHARS):
+        return text
+    digits = text[1:] if text[0] in "+-" else text
+    if digits.isdecimal():
+        return int(text)
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if math.isfinite(value) else text
+
+
+def format_cell(value: Any) -> str:
+    """The CSV text of a value, chosen so that :func:`type_cell` reads the same value back.
+
+    >>> [format_cell(v) for v in (None, True, 3, 2.5, 65000.0, "north")]
+    ['', 'true', '3', '2.5', '65000.0', 'north']
+    """
+    if value is None:
+        return ""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ""
+    return str(value)
+
+
+def _format_of(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in CSV_SUFFIXES:
+        return "csv"
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    if suffix in JSONL_SUFFIXES:
+        return "jsonl"
+    allowed = ", ".join(sorted(SUFFIXES))
+    raise ValueError(f"{path}: unknown file type {suffix or '(none)'!r}: expected one of {allowed}")
+
+
+def read_rows(path: str | Path, on_error: ErrorHandler | None = None) -> Iterator[tuple[int, Row]]:
+    """Yield ``(line_number, row)`` for every row of a CSV, Parquet or JSONL file.
+
+    A row that cannot be read at all (a CSV row with more cells than the header, a
+    JSONL line that is not a JSON object) raises :class:`TabularError`, unless
+    ``on_error(line_number, reason)`` is given: then it is called and the row skipped.
+
+    >>> list(read_rows("rows.xlsx"))
+    Traceback (most recent call last):
+    ...
+    ValueError: rows.xlsx: unknown file type '.xlsx': expected one of .csv, .json, .jsonl, .ndjson, .parquet
+    """
+    path = Path(path)
+    kind = _format_of(path)
+    if kind == "csv":
+        return _read_csv(path, on_error)
+    if kind == "parquet":
+        return _read_parquet(path)
+    return _read_jsonl(path, on_error)
+
+
+def _report(path: Path, line: int, reason: str, on_error: ErrorHandler | None) -> None:
+    if on_error is None:
+        raise TabularError(f"{path}:{line}: {reason}")
+    on_error(line, reason)
+
+
+def _read_csv(path: Path, on_error: ErrorHandler | None) -> Iterator[tuple[int, Row]]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return
+        width = len(header)
+        typed = type_cell
+        line = reader.line_num + 1
+        for cells in reader:
+            start, line = line, reader.line_num + 1
+            if not cells:
+                continue
+            if len(cells) > width:
+                _report(path, start, f"{len(cells)} cells, the header has {width}", on_error)
+                continue
+            row = {name: typed(cell) for name, cell in zip(header, cells, strict=False)}
+            for name in header[len(cells):]:
+                row[name] = None
+            yield start, row
+
+
+def _read_jsonl(path: Path, on_error: ErrorHandler | None) -> Iterator[tuple[int, Row]]:
+    with path.open("rb") as handle:
+        for line, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = orjson.loads(raw)
+            except orjson.JSONDecodeError as err:
+                _report(path, line, f"not valid JSON: {str(err).splitlines()[0]}", on_error)
+                continue
+            if not isinstance(row, dict):
+                _report(path, line, "not a JSON object", on_error)
+                continue
+            yield line, row
+
+
+def _read_parquet(path: Path) -> Iterator[tuple[int, Row]]:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    number = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
+        columns = [_nan_to_null(column, pc) for column in batch.columns]
+        names = batch.schema.names
+        for values in zip(*(column.to_pylist() for column in columns), strict=True):
+            number += 1
+            yield number, dict(zip(names, values, strict=True))
+
+
+def _nan_to_null(column: Any, pc: Any) -> Any:
+    """NaN means "no value" in a data frame; the contract's value for that is null."""
+    import pyarrow as pa
+
+    if pa.types.is_floating(column.type):
+        return pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
+    return column
+
+
+def write_rows(path: str | Path, rows: Sequence[Row], columns: Sequence[str] | None = None) -> Path:
+    """Write rows as CSV, Parquet or JSONL (by extension) so that :func:`read_rows` gives them back.
+
+    ``columns`` fixes the column order (default: the keys of the first row).
+    """
+    path = Path(path)
+    kind = _format_of(path)
+    names = list(columns) if columns is not None else list(rows[0]) if rows else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "csv":
+        _write_csv(path, rows, names)
+    elif kind == "parquet":
+        _write_parquet(path, rows, names)
+    else:
+        _write_jsonl(path, rows, names)
+    return path
+
+
+def _write_csv(path: Path, rows: Iterable[Row], names: list[str]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows([format_cell(row.get(name)) for name in names] for row in rows)
+
+
+def _write_parquet(path: Path, rows: Sequence[Row], names: list[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({name: [row.get(name) for row in rows] for name in names})
+    pq.write_table(table, path)
+
+
+def _write_jsonl(path: Path, rows: Iterable[Row], names: list[str]) -> None:
+    with path.open("wb") as handle:
+        for row in rows:
+            handle.write(orjson.dumps({name: row.get(name) for name in names}))
+            handle.write(b"\n")

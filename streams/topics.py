@@ -1,0 +1,217 @@
+"""Create and check the monitor's four topics.
+
+Faust does not create source topics, and a producer that auto-creates one gets the
+broker's default partition count. The two input topics must have the same count so
+that both halves of a request (keyed by request_id) meet in one partition; this module
+creates them that way and says exactly what is wrong when they are not.
+
+`python -m streams.topics create|check [--bootstrap host:port]`: exit 0 when all is
+well, 1 when a topic is missing or wrong, 2 when Kafka cannot be reached or a
+setting is bad. Watermarks are never read (the local broker reports wrong ones).
+
+>>> partition_problems({"p": 4, "g": 8, "a": 1, "d": None}, ("p", "g"), ("a", "d"))[0]
+'p has 4 partitions but g has 8: both input topics need the same count so both halves of a request meet in one partition'
+>>> partition_problems({"p": 4, "g": 8, "a": 1, "d": None}, ("p", "g"), ("a", "d"))[1]
+"topic 'd' does not exist: run `python -m streams.topics create`"
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.settings import Settings, SettingsError, load_settings
+
+ADMIN_TIMEOUT_S = 10.0
+CREATE_HINT = "run `python -m streams.topics create`"
+
+# librdkafka would print every refused connection to stderr; the caller gets one clear error instead.
+_QUIET = logging.getLogger("streams.topics.librdkafka")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+
+class TopicError(Exception):
+    """The topics cannot be made usable; `problems` holds one line per problem."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+class KafkaUnreachable(TopicError):
+    """No metadata from the brokers within the timeout."""
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    """An AdminClient that does not spam stderr while a broker is down."""
+    try:
+        return AdminClient({"bootstrap.servers": bootstrap, "logger": _QUIET})
+    except KafkaException as err:
+        raise KafkaUnreachable(f"cannot use Kafka at {bootstrap!r}: {err}") from None
+
+
+def partition_counts(admin: AdminClient, bootstrap: str, topics: list[str],
+                     timeout: float = ADMIN_TIMEOUT_S) -> dict[str, int | None]:
+    """Partition count of each topic (None = missing), from one metadata request."""
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as err:
+        raise KafkaUnreachable(f"cannot reach Kafka at {bootstrap} within {timeout:g} s: "
+                               f"{err.args[0].str() if err.args else err}") from None
+    counts: dict[str, int | None] = {}
+    for topic in topics:
+        meta = metadata.topics.get(topic)
+        counts[topic] = None if meta is None or meta.error is not None else len(meta.partitions)
+    return counts
+
+
+def partition_problems(counts: dict[str, int | None], inputs: tuple[str, str],
+                       outputs: tuple[str, ...]) -> list[str]:
+    """One line per problem: missing topics, input topics with different partition counts."""
+    problems = [f"topic '{t}' does not exist: {CREATE_HINT}" for t in inputs if counts.get(t) is None]
+    a, b = inputs
+    if not problems and counts[a] != counts[b]:
+        problems.append(f"{a} has {counts[a]} partitions but {b} has {counts[b]}: both input topics need "
+                        "the same count so both halves of a request meet in one partition")
+    problems += [f"topic '{t}' does not exist: {CREATE_HINT}" for t in outputs if counts.get(t) is None]
+    return problems
+
+
+def _all_topics(settings: Settings) -> list[str]:
+    return [settings.topic_predictions, settings.topic_ground_truth, settings.topic_alerts, settings.topic_dlq]
+
+
+def check_topics(settings: Settings, *, bootstrap: str | None = None,
+                 timeout: float = ADMIN_TIMEOUT_S) -> list[str]:
+    """Problems with the monitor's topics, one line each; empty when all is well.
+
+    Raises KafkaUnreachable when no metadata arrives within `timeout` seconds.
+    """
+    bootstrap = bootstrap or settings.kafka_bootstrap_servers
+    counts = partition_counts(admin_client(bootstrap), bootstrap, _all_topics(settings), timeout)
+    return partition_problems(counts, settings.input_topics, (settings.topic_alerts, settings.topic_dlq))
+
+
+def _partitions_for(topic: str, settings: Settings, counts: dict[str, int | None]) -> int:
+    """TOPIC_PARTITIONS, except that a missing input topic matches its existing partner."""
+    if topic in settings.input_topics:
+        partner = [t for t in settings.input_topics if t != topic][0]
+        if counts.get(partner) is not None:
+            return int(counts[partner])  # type: ignore[arg-type]
+    return settings.topic_partitions
+
+
+def create_topics(settings: Settings, *, bootstrap: str | None = None, replication_factor: int = 1,
+                  timeout: float = ADMIN_TIMEOUT_S) -> list[str]:
+    """Create whichever of the four topics are missing and return their names (idempotent).
+
+    New topics get TOPIC_PARTITIONS partitions, except a missing input topic whose
+    partner exists: it gets the partner's count, so the pair can always be joined.
+    Raises TopicError when a creation fails or the topics still have problems after it.
+    """
+    bootstrap = bootstrap or settings.kafka_bootstrap_servers
+    admin = admin_client(bootstrap)
+    counts = partition_counts(admin, bootstrap, _all_topics(settings), timeout)
+    missing = [t for t, n in counts.items() if n is None]
+    new = [NewTopic(t, num_partitions=_partitions_for(t, settings, counts),
+                    replication_factor=replication_factor) for t in missing]
+    created = _create(admin, new, timeout) if new else []
+    _verify(settings, bootstrap, timeout)
+    return created
+
+
+def _create(admin: AdminClient, new: list[NewTopic], timeout: float) -> list[str]:
+    """Create the topics; the names this call created (one created meanwhile by others is fine)."""
+    futures = admin.create_topics(new, request_timeout=timeout, operation_timeout=timeout)
+    created, failures = [], []
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=timeout + 1)
+            created.append(topic)
+        except KafkaException as err:
+            error: KafkaError = err.args[0]
+            if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                failures.append(f"cannot create topic '{topic}': {error.str()}")
+        except TimeoutError:
+            failures.append(f"cannot create topic '{topic}': no answer within {timeout:g} s")
+    if failures:
+        raise TopicError("; ".join(failures), failures)
+    return created
+
+
+def _verify(settings: Settings, bootstrap: str, timeout: float) -> None:
+    """Check after creating; metadata may take a moment to show new topics on a real cluster."""
+    deadline = time.monotonic() + timeout
+    while True:
+        problems = check_topics(settings, bootstrap=bootstrap, timeout=timeout)
+        if not problems:
+            return
+        if time.monotonic() >= deadline or not any("does not exist" in p for p in problems):
+            raise TopicError("; ".join(problems), problems)
+        time.sleep(0.2)
+
+
+# --- command line ---
+
+def _describe(settings: Settings, bootstrap: str, timeout: float) -> dict[str, int | None]:
+    return partition_counts(admin_client(bootstrap), bootstrap, _all_topics(settings), timeout)
+
+
+def cmd_create(settings: Settings, bootstrap: str, timeout: float) -> int:
+    try:
+        created = create_topics(settings, bootstrap=bootstrap, timeout=timeout)
+        counts = _describe(settings, bootstrap, timeout)
+    except KafkaUnreachable as err:
+        print(f"topics: {err}", file=sys.stderr)
+        return 2
+    except TopicError as err:
+        for problem in err.problems:
+            print(f"topics: {problem}", file=sys.stderr)
+        return 1
+    for topic, count in counts.items():
+        verb = "created" if topic in created else "exists "
+        print(f"{verb} {topic} ({count} partitions)")
+    return 0
+
+
+def cmd_check(settings: Settings, bootstrap: str, timeout: float) -> int:
+    try:
+        problems = check_topics(settings, bootstrap=bootstrap, timeout=timeout)
+    except KafkaUnreachable as err:
+        print(f"topics: {err}", file=sys.stderr)
+        return 2
+    for problem in problems:
+        print(f"topics: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"OK: {', '.join(_all_topics(settings))} on {bootstrap}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m streams.topics",
+                                     description="Create or check the monitor's topics.")
+    parser.add_argument("command", choices=["create", "check"])
+    parser.add_argument("--bootstrap", help="brokers (default: KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--timeout", type=float, default=ADMIN_TIMEOUT_S,
+                        help="seconds to wait for Kafka (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as err:
+        print(f"topics: {err}", file=sys.stderr)
+        return 2
+    bootstrap = args.bootstrap or settings.kafka_bootstrap_servers
+    if args.command == "create":
+        return cmd_create(settings, bootstrap, args.timeout)
+    return cmd_check(settings, bootstrap, args.timeout)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
