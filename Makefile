@@ -20,6 +20,9 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest streams producers sinks tests
 
+demo: $(STAMP)
+	$(BIN)/python -m streams.demo
+
 broker: $(STAMP)
 	$(BIN)/python -m streams.broker start
 

@@ -118,6 +118,8 @@ TABLES: dict[str, str] = {
     """,
     "checkpoints": f"""
         app_id String,
+        model String,
+        model_version String,
         evaluated_watermark Int64,
         updated_at {DT6}
     """,
@@ -131,7 +133,7 @@ ENGINES: dict[str, str] = {
     "feature_drift": "ReplacingMergeTree(updated_at) ORDER BY (model, model_version, window_start, feature)",
     "alerts": "ReplacingMergeTree ORDER BY alert_id",
     "references": "ReplacingMergeTree(chosen_at) ORDER BY (model, model_version)",
-    "checkpoints": "ReplacingMergeTree(updated_at) ORDER BY app_id",
+    "checkpoints": "ReplacingMergeTree(updated_at) ORDER BY (app_id, model, model_version)",
 }
 
 

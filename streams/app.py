@@ -162,6 +162,11 @@ async def status_page(web, request):  # type: ignore[no-untyped-def]
     return web.json({
         "started": _started,
         "watermark_ms": monitor.watermark_ms,
+        "max_event_ms": monitor.event_time.maximum(),
+        "versions": {f"{v.model}/{v.version}": {"watermark_ms": v.watermark_ms,
+                                                  "max_event_ms": v.event_time.maximum()}
+                     for v in monitor.versions.values()},
+        "refreshed_messages": monitor.refreshed_messages,
         "counters": monitor.counters.__dict__,
         "pending_predictions": len(monitor.join.pending_predictions),
         "pending_labels": len(monitor.join.pending_labels),

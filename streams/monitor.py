@@ -72,6 +72,9 @@ class VersionState:
     version: str
     adwin: drift.ADWIN
     rolling: utils.Rolling
+    event_time: Watermark
+    watermark_ms: int = 0
+    evaluated_watermark: int = -1
     classes: set[str] = field(default_factory=set)
     reference: Reference | None = None
     baseline_accuracy: float | None = None
@@ -120,13 +123,14 @@ class Monitor:
         self.book = AlertBook()
         self.counters = Counters()
         self.watermark_ms = 0
-        self.event_time = Watermark()
+        self.event_time = Watermark(idle_after_s=settings.idle_partition_seconds)
+        self.refreshed_messages = 0
         self.resume_after: dict[tuple[str, int], int] = {}
         self.reference_file: ReferenceFile | None = (
             load_reference_file(settings.reference_path, bins=settings.psi_bins) if settings.reference_path else None
         )
         self._last_refresh = 0.0
-        self._evaluated_watermark = -1
+        self.assigned: set[tuple[str, int]] = set()
         self.lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -141,11 +145,16 @@ class Monitor:
     def assign(self, partitions: set[tuple[str, int]], revoked: set[tuple[str, int]] = frozenset()) -> None:
         """Partitions this worker reads: each holds the watermark back until it has spoken."""
         now = time.monotonic()
+        clocks = [self.event_time, *(v.event_time for v in self.versions.values())]
         for source in revoked:
-            self.event_time.forget(source)
+            self.assigned.discard(source)
+            for clock in clocks:
+                clock.forget(source)
         for source in partitions:
             if source[0] in self.s.input_topics:
-                self.event_time.register(source, now)
+                self.assigned.add(source)
+                for clock in clocks:
+                    clock.register(source, now)
 
     # -- per-version state ---------------------------------------------------
     def version(self, model: str, version: str) -> VersionState:
@@ -156,7 +165,11 @@ class Monitor:
                 model, version,
                 adwin=drift.ADWIN(delta=self.s.adwin_delta),
                 rolling=utils.Rolling(metrics.Accuracy(), window_size=self.s.rolling_size),
+                event_time=Watermark(idle_after_s=self.s.idle_partition_seconds),
             )
+            now = time.monotonic()
+            for source in self.assigned:
+                state.event_time.register(source, now)
             if self.reference_file is not None:
                 ref = self.reference_file.for_version(model, version)
                 if ref is not None:
@@ -188,7 +201,8 @@ class Monitor:
             if isinstance(event, Rejection):
                 rejected.append((message, event))
                 continue
-            self.event_time.observe((message.topic, message.partition), event.ts_ms, time.monotonic())
+            now = time.monotonic()
+            self.event_time.observe((message.topic, message.partition), event.ts_ms, now)
             if isinstance(event, Prediction):
                 result = self.join.add_prediction(event)
                 if result is DUPLICATE:
@@ -197,6 +211,7 @@ class Monitor:
                 self.counters.predictions += 1
                 prediction_rows.append(self._prediction_row(event, message))
                 state = self.version(event.model, event.model_version)
+                state.event_time.observe((message.topic, message.partition), event.ts_ms, now)
                 state.classes.add(event.prediction)
                 window = window_start_ms(event.ts_ms, self.s.window_seconds)
                 state.windows.add(window)
@@ -209,6 +224,9 @@ class Monitor:
                 self.counters.labels += 1
                 label_rows.append(self._label_row(event, message))
             if isinstance(result, Outcome):
+                # Partitions align by key: the label came from the same partition of the other topic.
+                self.version(result.prediction.model, result.prediction.model_version).event_time.observe(
+                    (self.s.topic_ground_truth, message.partition), result.label.ts_ms, now)
                 outcome_rows.append(self._outcome_row(result, message.partition, now_ms))
                 alert = self._learn(result, now_ms)
                 if alert is not None:
@@ -273,7 +291,8 @@ class Monitor:
     async def refresh(self) -> None:
         """Recompute touched windows, write their rows, evaluate windows that closed or became final."""
         self._last_refresh = time.monotonic()
-        self.watermark_ms = self.event_time.value(time.monotonic())
+        seen = self.counters.messages
+        self.watermark_ms = max(self.watermark_ms, self.event_time.value(time.monotonic()))
         expired_p, expired_g = self.join.expire(self.watermark_ms)
         self.counters.expired_predictions += len(expired_p)
         self.counters.unmatched_labels += len(expired_g)
@@ -283,6 +302,7 @@ class Monitor:
         pending_alerts: list[Alert] = []
         now_ms = int(self.clock() * 1000)
         for state in list(self.versions.values()):
+            state.watermark_ms = max(state.watermark_ms, state.event_time.value(time.monotonic()))
             newly_closed, newly_final = self._advance(state)
             await self._ensure_reference(state)
             await self._ensure_baseline(state, newly_final)
@@ -293,18 +313,21 @@ class Monitor:
                 await self.store.insert("feature_drift", drift_rows)
             pending_alerts += self._evaluate(state, newly_closed, newly_final, now_ms)
         await self._publish(pending_alerts)
-        if self.watermark_ms != self._evaluated_watermark:
-            await self.store.insert("checkpoints", [[self.s.app_id, self.watermark_ms, datetime.now(UTC)]])
-            self._evaluated_watermark = self.watermark_ms
+        checkpoints = [[self.s.app_id, v.model, v.version, v.watermark_ms, datetime.now(UTC)]
+                       for v in self.versions.values() if v.watermark_ms != v.evaluated_watermark]
+        await self.store.insert("checkpoints", checkpoints)
+        for v in self.versions.values():
+            v.evaluated_watermark = v.watermark_ms
+        self.refreshed_messages = seen
 
     def _advance(self, state: VersionState) -> tuple[list[int], list[int]]:
         newly_closed, newly_final = [], []
         for w in sorted(state.windows - state.final):
-            if w not in state.closed and is_closed(w, self.watermark_ms, self.s.window_seconds):
+            if w not in state.closed and is_closed(w, state.watermark_ms, self.s.window_seconds):
                 state.closed.add(w)
                 newly_closed.append(w)
                 state.dirty.add(w)
-            if is_final(w, self.watermark_ms, self.s.window_seconds, self.s.label_grace_seconds):
+            if is_final(w, state.watermark_ms, self.s.window_seconds, self.s.label_grace_seconds):
                 state.final.add(w)
                 newly_final.append(w)
                 state.dirty.add(w)
@@ -493,21 +516,18 @@ class Recovery:
 
     async def run(self) -> None:
         m, db = self.m, self.db
-        marks = await m.store.query(
-            f"SELECT max(evaluated_watermark) FROM `{db}`.checkpoints FINAL WHERE app_id = {figures.quote(m.s.app_id)}")
-        evaluated = int(marks[0][0] or 0) if marks else 0
         for table, column, topic in (("predictions", "predicted_at", m.s.topic_predictions),
                                      ("labels", "labeled_at", m.s.topic_ground_truth)):
             rows = await m.store.query(f"SELECT kafka_partition, max(toUnixTimestamp64Milli({column})) "
                                        f"FROM `{db}`.{table} GROUP BY kafka_partition")
             for partition, ts in rows:
                 m.event_time.seed((topic, int(partition)), int(ts))
-        m.watermark_ms = max(m.event_time.value(time.monotonic()), evaluated)
+        m.watermark_ms = m.event_time.value(time.monotonic())
         if m.watermark_ms == 0:
             return
         await self._offsets()
         await self._pending()
-        await self._versions(evaluated)
+        await self._versions()
         await self._alerts()
         log.info("Recovered state: watermark %s, %d pending predictions, %d pending labels, %d model versions",
                  rules.iso_ms(m.watermark_ms), len(m.join.pending_predictions), len(m.join.pending_labels),
@@ -539,7 +559,7 @@ class Recovery:
         for rid, label, ts, model, version in rows:
             m.join.pending_labels[rid] = GroundTruth(rid, label, int(ts), model, version)
 
-    async def _versions(self, evaluated_watermark: int) -> None:
+    async def _versions(self) -> None:
         m, db = self.m, self.db
         rows = await m.store.query(
             f"SELECT model, model_version, groupUniqArray(toUnixTimestamp64Milli(window_start)), "
@@ -548,10 +568,24 @@ class Recovery:
             state = m.version(model, version)
             state.windows.update(int(w) for w in windows)
             state.classes.update(classes)
-            # Windows evaluated before the crash keep their alert decisions; later ones are evaluated anew.
-            state.closed.update(w for w in state.windows if is_closed(w, evaluated_watermark, m.s.window_seconds))
+        for table, column, topic in (("predictions", "predicted_at", m.s.topic_predictions),
+                                     ("outcomes", "labeled_at", m.s.topic_ground_truth)):
+            rows = await m.store.query(
+                f"SELECT model, model_version, kafka_partition, max(toUnixTimestamp64Milli({column})) "
+                f"FROM `{db}`.{table} GROUP BY model, model_version, kafka_partition")
+            for model, version, partition, ts in rows:
+                m.version(model, version).event_time.seed((topic, int(partition)), int(ts))
+        rows = await m.store.query(
+            "SELECT model, model_version, max(evaluated_watermark) FROM "
+            f"`{db}`.checkpoints FINAL WHERE app_id = {figures.quote(m.s.app_id)} GROUP BY model, model_version")
+        evaluated = {(model, version): int(w) for model, version, w in rows}
+        for state in m.versions.values():
+            done = evaluated.get((state.model, state.version), -1)
+            state.watermark_ms = state.evaluated_watermark = max(done, 0)
+            # Windows evaluated before the restart keep their alert decisions; later ones are evaluated anew.
+            state.closed.update(w for w in state.windows if is_closed(w, done, m.s.window_seconds))
             state.final.update(w for w in state.windows
-                               if is_final(w, evaluated_watermark, m.s.window_seconds, m.s.label_grace_seconds))
+                               if is_final(w, done, m.s.window_seconds, m.s.label_grace_seconds))
             state.dirty.update(state.windows - state.final)
         rows = await m.store.query(
             f"SELECT model, model_version, groupUniqArray(label) FROM `{db}`.outcomes GROUP BY model, model_version")

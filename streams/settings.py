@@ -58,6 +58,7 @@ class Settings:
     broker_rebalance_timeout: float = 4.0
     broker_session_timeout: float = 6.0
     data_dir: str = ".data"
+    idle_partition_seconds: float = 30.0
 
     @property
     def input_topics(self) -> tuple[str, str]:
@@ -208,6 +209,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "MONITOR_REBALANCE_TIMEOUT": _number(0.5, 3600.0),
     "MONITOR_SESSION_TIMEOUT": _number(1.0, 3600.0),
     "MONITOR_DATA_DIR": _non_empty,
+    "MONITOR_IDLE_SECONDS": _number(0.1, 86400.0),
 }
 
 _FIELD_OF = {
@@ -217,6 +219,7 @@ _FIELD_OF = {
     "MONITOR_REBALANCE_TIMEOUT": "broker_rebalance_timeout",
     "MONITOR_SESSION_TIMEOUT": "broker_session_timeout",
     "MONITOR_DATA_DIR": "data_dir",
+    "MONITOR_IDLE_SECONDS": "idle_partition_seconds",
 }
 
 

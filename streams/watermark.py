@@ -50,6 +50,10 @@ class Watermark:
         self.max_ts[source] = max(ts_ms, self.max_ts.get(source, ts_ms))
         self.last_seen.setdefault(source, float("-inf"))
 
+    def maximum(self) -> int:
+        """The largest event time seen on any source."""
+        return max(self.max_ts.values(), default=0)
+
     def value(self, now: float) -> int:
         if self.max_ts:
             active = [ts for s, ts in self.max_ts.items() if now - self.last_seen[s] <= self.idle_after_s]
