@@ -15,6 +15,7 @@ from pathlib import Path
 
 import faust
 from aiohttp.web import Response
+from faust.types import TP
 
 from sinks.clickhouse import ClickHouseStore, parse_target
 from streams.alert_rules import Alert
@@ -83,6 +84,20 @@ class KafkaOutbox:
 
 store = ClickHouseStore(parse_target(settings.clickhouse_dsn()))
 monitor = Monitor(settings, store, KafkaOutbox())
+
+
+def partition_end(source: tuple[str, int]) -> tuple[int | None, int | None]:
+    """(high watermark from the last fetch, committed offset) of an input partition."""
+    tp = TP(*source)
+    try:
+        highwater = app.consumer.highwater(tp)
+    except Exception:  # noqa: BLE001 - not fetched yet, or the consumer is restarting
+        highwater = None
+    committed = getattr(app.consumer, "_committed_offset", {}).get(tp)
+    return highwater, committed
+
+
+monitor.partition_end = partition_end
 _started = False
 
 

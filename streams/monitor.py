@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -123,7 +123,10 @@ class Monitor:
         self.book = AlertBook()
         self.counters = Counters()
         self.watermark_ms = 0
-        self.event_time = Watermark(idle_after_s=settings.idle_partition_seconds)
+        self.event_time = Watermark()
+        self.last_offset: dict[tuple[str, int], int] = {}
+        self.assigned_at: dict[tuple[str, int], float] = {}
+        self.partition_end: Callable[[tuple[str, int]], tuple[int | None, int | None]] = lambda source: (None, None)
         self.refreshed_messages = 0
         self.resume_after: dict[tuple[str, int], int] = {}
         self.reference_file: ReferenceFile | None = (
@@ -153,8 +156,28 @@ class Monitor:
         for source in partitions:
             if source[0] in self.s.input_topics:
                 self.assigned.add(source)
+                self.assigned_at[source] = now
                 for clock in clocks:
                     clock.register(source, now)
+
+    def drained(self, source: tuple[str, int]) -> bool:
+        """Has this worker processed everything the partition holds (up to its high watermark)?
+
+        Only then may a partition stop holding the watermark back: during a backlog an
+        unread partition is not idle, merely behind. A partition that delivered nothing
+        since start is drained when its committed offset is at its end, or after
+        MONITOR_IDLE_SECONDS (ten times that when it reports messages).
+        """
+        highwater, committed = self.partition_end(source)
+        last = self.last_offset.get(source)
+        if last is not None:
+            return highwater is not None and last + 1 >= highwater
+        if highwater is not None and (highwater == 0 or (committed is not None and committed >= highwater - 1)):
+            return True
+        # Nothing delivered yet although the partition may hold messages: hold back, but not for ever
+        # (a partition whose records were all deleted by retention never delivers anything).
+        patience = self.s.idle_partition_seconds * (1 if highwater is None else 10)
+        return time.monotonic() - self.assigned_at.get(source, 0.0) > patience
 
     # -- per-version state ---------------------------------------------------
     def version(self, model: str, version: str) -> VersionState:
@@ -165,7 +188,7 @@ class Monitor:
                 model, version,
                 adwin=drift.ADWIN(delta=self.s.adwin_delta),
                 rolling=utils.Rolling(metrics.Accuracy(), window_size=self.s.rolling_size),
-                event_time=Watermark(idle_after_s=self.s.idle_partition_seconds),
+                event_time=Watermark(),
             )
             now = time.monotonic()
             for source in self.assigned:
@@ -190,6 +213,7 @@ class Monitor:
         max_ts = now_ms + FUTURE_SKEW_MS
         for message in batch:
             self.counters.messages += 1
+            self.last_offset[(message.topic, message.partition)] = message.offset
             if self.resume_after.get((message.topic, message.partition), -1) >= message.offset:
                 self.counters.replay_skipped += 1
                 continue
@@ -292,7 +316,7 @@ class Monitor:
         """Recompute touched windows, write their rows, evaluate windows that closed or became final."""
         self._last_refresh = time.monotonic()
         seen = self.counters.messages
-        self.watermark_ms = max(self.watermark_ms, self.event_time.value(time.monotonic()))
+        self.watermark_ms = max(self.watermark_ms, self.event_time.value(self.drained))
         expired_p, expired_g = self.join.expire(self.watermark_ms)
         self.counters.expired_predictions += len(expired_p)
         self.counters.unmatched_labels += len(expired_g)
@@ -302,7 +326,7 @@ class Monitor:
         pending_alerts: list[Alert] = []
         now_ms = int(self.clock() * 1000)
         for state in list(self.versions.values()):
-            state.watermark_ms = max(state.watermark_ms, state.event_time.value(time.monotonic()))
+            state.watermark_ms = max(state.watermark_ms, state.event_time.value(self.drained))
             newly_closed, newly_final = self._advance(state)
             await self._ensure_reference(state)
             await self._ensure_baseline(state, newly_final)
@@ -522,7 +546,7 @@ class Recovery:
                                        f"FROM `{db}`.{table} GROUP BY kafka_partition")
             for partition, ts in rows:
                 m.event_time.seed((topic, int(partition)), int(ts))
-        m.watermark_ms = m.event_time.value(time.monotonic())
+        m.watermark_ms = m.event_time.value(m.drained)
         if m.watermark_ms == 0:
             return
         await self._offsets()

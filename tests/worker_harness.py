@@ -70,6 +70,22 @@ class WorkerRun:
             time.sleep(0.5)
         raise AssertionError(f"worker read {last and last['counters']} of {expected} messages:\n{self.log_tail()}")
 
+    def wait_until_settled(self, expected: int, timeout: float = 180.0) -> dict[str, Any]:
+        """Every message read and refreshed, and each model version's watermark at its last event
+        (input partitions idle): from then on nothing changes until new input arrives."""
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] | None = None
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
+            status = self.status()
+            if status and status["refreshed_messages"] >= expected and all(
+                    v["watermark_ms"] >= v["max_event_ms"] for v in status["versions"].values()):
+                return status
+            time.sleep(0.5)
+        raise AssertionError(f"worker did not settle ({status}):\n{self.log_tail()}")
+
     def stop(self, timeout: float = 60.0) -> int:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
