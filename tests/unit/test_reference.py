@@ -1,6 +1,11 @@
 import pytest
 
-from streams.reference import PREDICTION_SUBJECT, SCORE_SUBJECT, build_reference, load_reference_file
+from streams.reference import (
+    PREDICTION_SUBJECT,
+    SCORE_SUBJECT,
+    build_reference,
+    load_reference_file,
+)
 
 
 def test_kinds_follow_the_values_and_bools_are_categories():
