@@ -24,6 +24,7 @@ import csv
 import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,21 @@ def _number_or_text(text: str) -> Any:
     return value if math.isfinite(value) else text
 
 
+class _CellCache(dict[str, Any]):
+    """:func:`type_cell` with a memory of short cells (classes, categories, small numbers):
+    they repeat row after row, so most cells of an inference log are typed once (<= ~10 MB)."""
+
+    __slots__ = ()
+    MAX_TEXT = 6
+    MAX_ENTRIES = 100_000
+
+    def __missing__(self, text: str) -> Any:
+        value = type_cell(text)
+        if len(text) <= self.MAX_TEXT and len(self) < self.MAX_ENTRIES:
+            self[text] = value
+        return value
+
+
 def format_cell(value: Any) -> str:
     """The CSV text of a value, chosen so that :func:`type_cell` reads the same value back.
 
@@ -106,7 +122,13 @@ def format_cell(value: Any) -> str:
     return str(value)
 
 
-def _format_of(path: Path) -> str:
+def file_format(path: str | Path) -> str:
+    """``csv``, ``parquet`` or ``jsonl``, from the file's extension; ValueError for any other.
+
+    >>> file_format("log.NDJSON")
+    'jsonl'
+    """
+    path = Path(path)
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
         return "csv"
@@ -118,7 +140,29 @@ def _format_of(path: Path) -> str:
     raise ValueError(f"{path}: unknown file type {suffix or '(none)'!r}: expected one of {allowed}")
 
 
-def read_rows(path: str | Path, on_error: ErrorHandler | None = None) -> Iterator[tuple[int, Row]]:
+@dataclass(frozen=True)
+class Shard:
+    """Which records a reader yields: every ``count``-th from ``index``, among the first ``limit``.
+
+    A record is a data row (CSV), a non-blank line (JSONL) or a row (Parquet), readable
+    or not. ``count`` processes, each with its own ``index``, share one file this way;
+    records of other shards are passed over before they are typed, so they cost little.
+    """
+
+    index: int = 0
+    count: int = 1
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard index {self.index} is not in 0..{self.count - 1}")
+
+
+EVERY_ROW = Shard()
+
+
+def read_rows(path: str | Path, on_error: ErrorHandler | None = None, *,
+              shard: Shard = EVERY_ROW) -> Iterator[tuple[int, Row]]:
     """Yield ``(line_number, row)`` for every row of a CSV, Parquet or JSONL file.
 
     A row that cannot be read at all (a CSV row with more cells than the header, a
@@ -131,12 +175,12 @@ def read_rows(path: str | Path, on_error: ErrorHandler | None = None) -> Iterato
     ValueError: rows.xlsx: unknown file type '.xlsx': expected one of .csv, .json, .jsonl, .ndjson, .parquet
     """
     path = Path(path)
-    kind = _format_of(path)
+    kind = file_format(path)
     if kind == "csv":
-        return _read_csv(path, on_error)
+        return _read_csv(path, on_error, shard)
     if kind == "parquet":
-        return _read_parquet(path)
-    return _read_jsonl(path, on_error)
+        return _read_parquet(path, shard)
+    return _read_jsonl(path, on_error, shard)
 
 
 def _report(path: Path, line: int, reason: str, on_error: ErrorHandler | None) -> None:
@@ -145,32 +189,43 @@ def _report(path: Path, line: int, reason: str, on_error: ErrorHandler | None) -
     on_error(line, reason)
 
 
-def _read_csv(path: Path, on_error: ErrorHandler | None) -> Iterator[tuple[int, Row]]:
+def _read_csv(path: Path, on_error: ErrorHandler | None, shard: Shard) -> Iterator[tuple[int, Row]]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
             return
-        width = len(header)
-        typed = type_cell
-        line = reader.line_num + 1
+        width, typed = len(header), _CellCache().__getitem__
+        index, count, limit = shard.index, shard.count, shard.limit
+        record, line = -1, reader.line_num + 1
         for cells in reader:
-            start, line = line, reader.line_num + 1
+            start, line = line, reader.line_num + 1  # a quoted cell may span lines
             if not cells:
                 continue
-            if len(cells) > width:
-                _report(path, start, f"{len(cells)} cells, the header has {width}", on_error)
+            record += 1
+            if limit is not None and record >= limit:
+                return
+            if record % count != index:
                 continue
-            row = {name: typed(cell) for name, cell in zip(header, cells, strict=False)}
-            for name in header[len(cells):]:
-                row[name] = None
-            yield start, row
+            if len(cells) != width:
+                if len(cells) > width:
+                    _report(path, start, f"{len(cells)} cells, the header has {width}", on_error)
+                    continue
+                cells += [""] * (width - len(cells))  # missing trailing cells are empty
+            yield start, dict(zip(header, map(typed, cells), strict=True))
 
 
-def _read_jsonl(path: Path, on_error: ErrorHandler | None) -> Iterator[tuple[int, Row]]:
+def _read_jsonl(path: Path, on_error: ErrorHandler | None, shard: Shard) -> Iterator[tuple[int, Row]]:
+    index, count, limit = shard.index, shard.count, shard.limit
+    record = -1
     with path.open("rb") as handle:
         for line, raw in enumerate(handle, start=1):
             if not raw.strip():
+                continue
+            record += 1
+            if limit is not None and record >= limit:
+                return
+            if record % count != index:
                 continue
             try:
                 row = orjson.loads(raw)
@@ -183,22 +238,27 @@ def _read_jsonl(path: Path, on_error: ErrorHandler | None) -> Iterator[tuple[int
             yield line, row
 
 
-def _read_parquet(path: Path) -> Iterator[tuple[int, Row]]:
-    import pyarrow.compute as pc
+def _read_parquet(path: Path, shard: Shard) -> Iterator[tuple[int, Row]]:
     import pyarrow.parquet as pq
 
-    number = 0
+    first = 0  # record number of the batch's first row
     for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
-        columns = [_nan_to_null(column, pc) for column in batch.columns]
-        names = batch.schema.names
-        for values in zip(*(column.to_pylist() for column in columns), strict=True):
-            number += 1
-            yield number, dict(zip(names, values, strict=True))
+        end = len(batch) if shard.limit is None else min(len(batch), shard.limit - first)
+        offsets = range((shard.index - first) % shard.count, max(end, 0), shard.count)
+        if offsets:
+            taken = batch.take(list(offsets)) if shard.count > 1 or end < len(batch) else batch
+            columns = [_nan_to_null(column).to_pylist() for column in taken.columns]
+            for offset, values in zip(offsets, zip(*columns, strict=True), strict=True):
+                yield first + offset + 1, dict(zip(batch.schema.names, values, strict=True))
+        first += len(batch)
+        if shard.limit is not None and first >= shard.limit:
+            return
 
 
-def _nan_to_null(column: Any, pc: Any) -> Any:
+def _nan_to_null(column: Any) -> Any:
     """NaN means "no value" in a data frame; the contract's value for that is null."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     if pa.types.is_floating(column.type):
         return pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
@@ -208,10 +268,12 @@ def _nan_to_null(column: Any, pc: Any) -> Any:
 def write_rows(path: str | Path, rows: Sequence[Row], columns: Sequence[str] | None = None) -> Path:
     """Write rows as CSV, Parquet or JSONL (by extension) so that :func:`read_rows` gives them back.
 
-    ``columns`` fixes the column order (default: the keys of the first row).
+    ``columns`` fixes the column order (default: the keys of the first row). In CSV a
+    string that spells a number or ``true``/``false`` comes back typed, as the contract's
+    rule says; Parquet and JSONL keep it a string.
     """
     path = Path(path)
-    kind = _format_of(path)
+    kind = file_format(path)
     names = list(columns) if columns is not None else list(rows[0]) if rows else []
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "csv":

@@ -1,0 +1,179 @@
+"""Every built-in scenario through the real stack, against numpy.
+
+The four scenarios are replayed with `producers.replay` into one worker started as
+`faust -A streams.app worker`, with a reference file holding one reference per model
+version. After SIGTERM the embedded store must hold exactly the figures numpy
+computes from the scenario rows, PSI to 1e-9, and exactly the alert sequence the
+contract's rules give on those figures.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+import pytest
+
+from tests import expected
+from tests.worker_harness import WorkerRun, worker_env
+
+pytestmark = pytest.mark.integration
+
+SCENARIOS = ("stable", "degradation", "feature-drift", "sudden-drift")
+GRACE = 43_200
+BINS = 10
+NOT_FEATURES = {"request_id", "timestamp", "model", "model_version", "prediction", "actual_label",
+                "actual_timestamp", "latency_ms", "score"}
+
+
+def _events(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The events the replay sends for each row, in the shape tests/expected.py reads."""
+    predictions, labels = [], []
+    for row in rows:
+        features = {k: v for k, v in row.items() if k not in NOT_FEATURES and not k.startswith("prediction_prob")}
+        predictions.append({"request_id": row["request_id"], "model": row["model"],
+                            "model_version": row["model_version"], "timestamp": row["timestamp"],
+                            "prediction": row["prediction"], "score": row["prediction_probability_1"],
+                            "features": features})
+        if row["actual_label"] is not None:
+            labels.append({"request_id": row["request_id"], "label": row["actual_label"],
+                           "timestamp": row["actual_timestamp"]})
+    return predictions, labels
+
+
+@pytest.fixture(scope="module")
+def scenarios_run(broker, tmp_path_factory):
+    from producers.replay import replay
+    from producers.scenarios import generate
+    from streams.settings import load_settings
+
+    workdir = tmp_path_factory.mktemp("scenarios")
+    generated = {name: generate(name) for name in SCENARIOS}
+    reference = workdir / "reference.jsonl"
+    with reference.open("wb") as out:
+        for s in generated.values():
+            for row in s.reference:
+                out.write(orjson.dumps({**row, "model": s.model, "model_version": s.model_version}) + b"\n")
+    suffix = uuid.uuid4().hex[:8]
+    topics = {"TOPIC_PREDICTIONS": f"sp-{suffix}", "TOPIC_GROUND_TRUTH": f"sg-{suffix}",
+              "TOPIC_ALERTS": f"sa-{suffix}", "TOPIC_DLQ": f"sd-{suffix}"}
+    env = worker_env(broker.bootstrap, topics, workdir, LABEL_GRACE_SECONDS=GRACE, PSI_BINS=BINS,
+                     REFERENCE_PATH=reference, MONITOR_IDLE_SECONDS=2)
+    settings = load_settings(env)
+    total = 0
+    for s in generated.values():
+        result = replay(enumerate(s.rows, start=1), settings)
+        assert result.ok and result.skipped == 0
+        total += result.events
+    run = WorkerRun(env, workdir).start()
+    run.wait_until_settled(total)
+    code = run.stop()
+    assert code == 0, run.log_tail()
+    return run, generated
+
+
+def _figures(s):
+    predictions, labels = _events(s.rows)
+    return expected.figures(predictions, labels, window_seconds=3600, ttl_seconds=604_800)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_counts_and_accuracy_are_exact(scenarios_run, name):
+    run, generated = scenarios_run
+    s = generated[name]
+    want = _figures(s)
+    rows = run.query(
+        "SELECT toUnixTimestamp64Milli(window_start), predictions, labeled, correct, accuracy, mean_confidence "
+        f"FROM monitoring.window_metrics FINAL WHERE model = '{s.model}' ORDER BY window_start")
+    assert [r[0] for r in rows] == sorted(k[2] for k in want)
+    for r in rows:
+        w = want[(s.model, s.model_version, r[0])]
+        assert (r[1], r[2], r[3]) == (w.predictions, w.labeled, w.correct)
+        assert r[4] == w.correct / w.labeled
+        assert r[5] == pytest.approx(sum(w.confidences) / len(w.confidences), abs=1e-12)
+    # The scenario's own per-period definition is what the monitor measured.
+    assert [(p.predictions, p.labeled, p.correct) for p in s.period_summaries] == [r[1:4] for r in rows]
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_psi_against_the_reference_file_is_exact(scenarios_run, name):
+    run, generated = scenarios_run
+    s = generated[name]
+    want = _figures(s)
+    got = {(r[0], r[1]): r[2] for r in run.query(
+        "SELECT toUnixTimestamp64Milli(window_start), feature, psi FROM monitoring.feature_drift FINAL "
+        f"WHERE model = '{s.model}'")}
+    ref = {k: [r[k] for r in s.reference] for k in s.reference[0]}
+    for (_, _, w), fig in want.items():
+        for feature, values in fig.features.items():
+            assert got[(w, feature)] == pytest.approx(expected.psi(ref[feature], values, BINS), abs=1e-9), feature
+        assert got[(w, "__score__")] == pytest.approx(expected.psi_numeric(ref["score"], fig.scores, BINS), abs=1e-9)
+        assert got[(w, "__prediction__")] == pytest.approx(expected.psi_categorical(
+            [expected.canon(v) for v in ref["prediction"]], fig.classes), abs=1e-9)
+
+
+def _drift_transitions(s, want) -> list[tuple[str, str, str, int]]:
+    ref = {k: [r[k] for r in s.reference] for k in s.reference[0]}
+    firing: dict[str, bool] = {}
+    out = []
+    for (_, _, w), fig in sorted(want.items()):
+        values = {f: expected.psi(ref[f], v, BINS) for f, v in fig.features.items()}
+        values["__score__"] = expected.psi_numeric(ref["score"], fig.scores, BINS)
+        values["__prediction__"] = expected.psi_categorical([expected.canon(v) for v in ref["prediction"]],
+                                                            fig.classes)
+        for subject, value in sorted(values.items()):
+            active = value >= 0.2
+            if active != firing.get(subject, False):
+                firing[subject] = active
+                kind = "prediction_drift" if subject.startswith("__") else "feature_drift"
+                out.append((kind, subject, "firing" if active else "resolved", w))
+    return out
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_alert_sequence_follows_the_rules(scenarios_run, name):
+    run, generated = scenarios_run
+    s = generated[name]
+    want = _figures(s)
+    rows = run.query(
+        "SELECT type, subject, status, toUnixTimestamp64Milli(window_start) FROM monitoring.alerts FINAL "
+        f"WHERE model = '{s.model}' ORDER BY window_start, type, subject")
+    final = [r[0] for r in run.query("SELECT toUnixTimestamp64Milli(window_start) FROM monitoring.window_metrics "
+                                     f"FINAL WHERE model = '{s.model}' AND final ORDER BY window_start")]
+    assert len(final) >= s.periods - 13  # labels arrive up to 12 h late; the rest is final
+    ref_accuracy = sum(expected.canon(r["prediction"]) == expected.canon(r["label"]) for r in s.reference) / len(
+        s.reference)
+    accuracy = expected.accuracy_alerts(
+        [(w, want[(s.model, s.model_version, w)].labeled, want[(s.model, s.model_version, w)].accuracy)
+         for w in final], threshold=0.85, degradation=0.05, min_labeled=50, baseline=ref_accuracy)
+    got_accuracy = sorted((r[0], r[2], r[3]) for r in rows if r[1] == "accuracy")
+    assert got_accuracy == sorted(accuracy)
+    got_drift = sorted((r[0], r[1], r[2], r[3]) for r in rows if r[0] in ("feature_drift", "prediction_drift"))
+    assert got_drift == sorted(_drift_transitions(s, want))
+    adwin = [r for r in rows if r[0] == "error_rate_drift"]
+    if name in ("stable", "feature-drift"):
+        assert rows == [] if name == "stable" else not adwin
+    else:
+        assert adwin
+
+
+def test_degradation_alerts_where_the_seed_table_crosses_85_percent(scenarios_run):
+    run, generated = scenarios_run
+    s = generated["degradation"]
+    rows = run.query("SELECT toUnixTimestamp64Milli(window_start) FROM monitoring.alerts FINAL "
+                     f"WHERE model = '{s.model}' AND type = 'accuracy_below_threshold' AND status = 'firing'")
+    period = [p.period for p in s.period_summaries if p.start and
+              expected.ts_ms(p.start.replace("Z", "+00:00")) == rows[0][0]]
+    assert len(rows) == 1 and period == [5]  # seed 000: period 4 ~85% passes, period 5 on is below
+
+
+def test_sudden_drift_is_flagged_at_the_change_on_the_shifted_features(scenarios_run):
+    run, generated = scenarios_run
+    s = generated["sudden-drift"]
+    change = expected.ts_ms(s.change_start.replace("Z", "+00:00"))
+    rows = run.query("SELECT subject FROM monitoring.alerts FINAL WHERE model = 'credit-risk' AND "
+                     f"type = 'feature_drift' AND status = 'firing' AND toUnixTimestamp64Milli(window_start) = {change}")
+    assert {r[0] for r in rows} == set(s.drifted_features)
+    drop = run.query("SELECT severity FROM monitoring.alerts FINAL WHERE model = 'credit-risk' AND "
+                     f"type = 'accuracy_drop' AND toUnixTimestamp64Milli(window_start) = {change}")
+    assert drop == [("warning",)]
