@@ -44,7 +44,7 @@ class WindowCounts:
 def prediction_counts_sql(db: str, model: str, version: str, windows: Iterable[int], positive_label: str) -> str:
     return (
         "SELECT toUnixTimestamp64Milli(window_start) AS w, count(), countIf(prediction = "
-        f"{quote(positive_label)}), sum(ifNull(confidence, 0)), count(confidence) "
+        f"{quote(positive_label)}), sumKahan(ifNull(confidence, 0)), count(confidence) "
         f"FROM `{db}`.predictions FINAL WHERE {_version_filter(model, version)} AND {_windows_filter(windows)} "
         "GROUP BY w"
     )

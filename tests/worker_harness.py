@@ -55,8 +55,8 @@ class WorkerRun:
         except OSError:
             return None
 
-    def wait_for_messages(self, expected: int, timeout: float = 120.0) -> dict[str, Any]:
-        """Until the worker has read `expected` input messages and its figures refreshed once more."""
+    def wait_for_messages(self, expected: int, timeout: float = 120.0, settle: float = 2.5) -> dict[str, Any]:
+        """Until the worker has read `expected` input messages, then `settle` seconds for a refresh."""
         deadline = time.monotonic() + timeout
         last: dict[str, Any] | None = None
         while time.monotonic() < deadline:
@@ -65,14 +65,18 @@ class WorkerRun:
                 raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
             last = self.status()
             if last and last["counters"]["messages"] >= expected:
-                time.sleep(2.5)  # one more refresh tick after the last batch
+                time.sleep(settle)
                 return self.status() or last
             time.sleep(0.5)
         raise AssertionError(f"worker read {last and last['counters']} of {expected} messages:\n{self.log_tail()}")
 
-    def wait_until_settled(self, expected: int, timeout: float = 180.0) -> dict[str, Any]:
+    def wait_until_settled(self, expected: int, timeout: float = 180.0,
+                           counted_since_start: bool = False) -> dict[str, Any]:
         """Every message read and refreshed, and each model version's watermark at its last event
-        (input partitions idle): from then on nothing changes until new input arrives."""
+        (input partitions drained): from then on nothing changes until new input arrives.
+
+        After a restart the worker counts only what it read since: pass ``counted_since_start``
+        to wait instead until every input partition is drained."""
         deadline = time.monotonic() + timeout
         status: dict[str, Any] | None = None
         while time.monotonic() < deadline:
@@ -80,7 +84,9 @@ class WorkerRun:
             if self.process.poll() is not None:
                 raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
             status = self.status()
-            if status and status["refreshed_messages"] >= expected and all(
+            enough = status and (status["drained"] if counted_since_start else
+                                 status["refreshed_messages"] >= expected)
+            if enough and status["refreshed_messages"] >= status["counters"]["messages"] and all(
                     v["watermark_ms"] >= v["max_event_ms"] for v in status["versions"].values()):
                 return status
             time.sleep(0.5)
