@@ -1,0 +1,104 @@
+"""More than 10,000 hostile messages on both input topics, mixed with good ones.
+
+The worker must never crash, every bad message must reach the DLQ with its
+reason (original key and bytes), and the good requests must be counted exactly.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import orjson
+import pytest
+
+from tests import expected
+from tests.kafka_helpers import consume_all, produce
+from tests.worker_harness import WorkerRun, worker_env
+
+pytestmark = pytest.mark.integration
+T0 = 1_767_225_600_000
+
+
+def _good(i: int) -> tuple[dict, dict]:
+    rid = f"ok-{i}"
+    p = {"request_id": rid, "model": "m", "model_version": "v1", "timestamp": T0 + i * 1000, "prediction": i % 2,
+         "score": 0.7, "features": {"x": i % 7, "c": "abc"[i % 3]}, "extra": {"ignored": [1, 2]}}
+    g = {"request_id": rid, "label": (i // 3) % 2, "timestamp": T0 + i * 1000 + 5000, "unknown": None}
+    return p, g
+
+
+def _hostile(rng: random.Random, base: dict) -> tuple[bytes, bytes]:
+    """One message that must be rejected, and its key."""
+    rid = base["request_id"]
+    key = rid.encode()
+    kind = rng.randrange(14)
+    if kind == 0:
+        return key, bytes(rng.randrange(256) for _ in range(rng.randrange(1, 60)))  # random bytes
+    if kind == 1:
+        return key, orjson.dumps(base)[: rng.randrange(1, 20)]  # truncated JSON
+    if kind == 2:
+        return key, b"\xc3\x28" + orjson.dumps(base)  # invalid UTF-8
+    if kind == 3:
+        return key, b'{"request_id": "' + rid.encode() + b'", "timestamp": NaN}'
+    if kind == 4:
+        return key, b"[" * 3000 + b"]" * 3000  # deep nesting
+    if kind == 5:
+        return key, orjson.dumps({**base, "timestamp": "2999-01-01T00:00:00Z"})  # far future
+    if kind == 6:
+        return key, orjson.dumps({**base, "timestamp": 12})  # far past
+    if kind == 7:
+        return b"someone-else", orjson.dumps(base)  # key and request_id disagree
+    if kind == 8:
+        return key, orjson.dumps({k: v for k, v in base.items() if k != "timestamp"})  # missing field
+    if kind == 9:
+        return key, orjson.dumps({**base, "request_id": 12345})  # wrong type
+    if kind == 10:
+        return key, orjson.dumps({**base, "request_id": "r" * 5000})  # huge string
+    if kind == 11:
+        return key, b'{"request_id": "' + b"x" * 900_000 + b'"}'  # ~1 MB value
+    if kind == 12:
+        return key, orjson.dumps(rng.choice([1, "text", None, True, 2.5]))  # not an object
+    return key, orjson.dumps({**base, "timestamp": {"nested": [1, {"deep": True}]}})  # wrong type
+
+
+def test_hostile_stream_never_crashes_and_all_bad_messages_reach_the_dlq(broker, tmp_path):
+    rng = random.Random(7)
+    suffix = uuid.uuid4().hex[:8]
+    topics = {"TOPIC_PREDICTIONS": f"hp-{suffix}", "TOPIC_GROUND_TRUTH": f"hg-{suffix}",
+              "TOPIC_ALERTS": f"ha-{suffix}", "TOPIC_DLQ": f"hd-{suffix}"}
+    from streams.settings import load_settings
+    from streams.topics import create_topics
+    create_topics(load_settings({**topics, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}))
+    goods = [_good(i) for i in range(2000)]
+    pred_msgs: list[tuple[bytes, bytes]] = []
+    label_msgs: list[tuple[bytes, bytes]] = []
+    bad: list[bytes] = []
+    for p, g in goods:
+        pred_msgs.append((p["request_id"].encode(), orjson.dumps(p)))
+        label_msgs.append((g["request_id"].encode(), orjson.dumps(g)))
+        for _ in range(3):
+            key, value = _hostile(rng, p)
+            pred_msgs.append((key, value))
+            bad.append(value)
+            key, value = _hostile(rng, g)
+            label_msgs.append((key, value))
+            bad.append(value)
+    assert len(bad) >= 10_000
+    produce(broker.bootstrap, topics["TOPIC_PREDICTIONS"], pred_msgs)
+    produce(broker.bootstrap, topics["TOPIC_GROUND_TRUTH"], label_msgs)
+
+    run = WorkerRun(worker_env(broker.bootstrap, topics, tmp_path, WINDOW_SECONDS=600), tmp_path).start()
+    status = run.wait_for_messages(len(pred_msgs) + len(label_msgs), timeout=240)
+    assert run.stop() == 0, run.log_tail()
+    assert status["counters"]["rejected"] == len(bad)
+
+    dlq = consume_all(broker.bootstrap, topics["TOPIC_DLQ"], expected=len(bad), timeout=60)
+    assert sorted((m.value() or b"") for m in dlq) == sorted(bad)
+    assert all(dict(m.headers())["dlq.reason"] for m in dlq)
+
+    want = expected.figures([p for p, _ in goods], [g for _, g in goods], window_seconds=600, ttl_seconds=604_800)
+    rows = run.query("SELECT toUnixTimestamp64Milli(window_start), predictions, labeled, correct "
+                     "FROM monitoring.window_metrics FINAL ORDER BY 1")
+    assert [(r[1], r[2], r[3]) for r in rows] == [
+        (w.predictions, w.labeled, w.correct) for _, w in sorted(want.items())]
