@@ -28,19 +28,12 @@ from producers.replay import PRODUCER_CONFIG, Prepared, prepare, replay
 from producers.scenarios import generate, write
 from streams.broker import start_broker, stop_broker
 from streams.settings import Settings, load_settings
-from streams.topics import create_topics
+from streams.topics import create_topics, topic_env
 
 
 def fresh_settings(bootstrap: str) -> Settings:
     """Topics no earlier run used, created with the configured partition count."""
-    suffix = uuid.uuid4().hex[:8]
-    settings = load_settings({
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "TOPIC_PREDICTIONS": f"predictions-{suffix}",
-        "TOPIC_GROUND_TRUTH": f"ground-truth-{suffix}",
-        "TOPIC_ALERTS": f"alerts-{suffix}",
-        "TOPIC_DLQ": f"dlq-{suffix}",
-    })
+    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, **topic_env(f"bench-{uuid.uuid4().hex[:8]}")})
     create_topics(settings)
     return settings
 

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from streams.broker import DEFAULT_HOST, free_port, port_answers, running_broker, start_broker
 from streams.settings import Settings, load_settings
-from streams.topics import create_topics
+from streams.topics import create_topics, topic_env
 
 SCENARIOS = ("degradation", "feature-drift")
 console = Console(width=None if sys.stdout.isatty() else 150)
@@ -36,10 +36,7 @@ def demo_env(run_id: str, bootstrap: str, store: Path, web_port: int) -> dict[st
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "CLICKHOUSE_URL": f"chdb://{store.resolve()}",
-        "TOPIC_PREDICTIONS": f"{run_id}-predictions",
-        "TOPIC_GROUND_TRUTH": f"{run_id}-ground-truth",
-        "TOPIC_ALERTS": f"{run_id}-alerts",
-        "TOPIC_DLQ": f"{run_id}-dlq",
+        **topic_env(run_id),
         "MONITOR_APP_ID": run_id,
         "MONITOR_WEB_PORT": str(web_port),
         "MONITOR_DATA_DIR": str(store.parent / "worker"),

@@ -83,6 +83,16 @@ def partition_problems(counts: dict[str, int | None], inputs: tuple[str, str],
     return problems
 
 
+def topic_env(prefix: str) -> dict[str, str]:
+    """Settings naming a set of four topics of their own, e.g. for a demo run or a test.
+
+    >>> topic_env("demo-1")["TOPIC_GROUND_TRUTH"]
+    'demo-1-ground-truth'
+    """
+    return {"TOPIC_PREDICTIONS": f"{prefix}-predictions", "TOPIC_GROUND_TRUTH": f"{prefix}-ground-truth",
+            "TOPIC_ALERTS": f"{prefix}-alerts", "TOPIC_DLQ": f"{prefix}-dlq"}
+
+
 def _all_topics(settings: Settings) -> list[str]:
     return [settings.topic_predictions, settings.topic_ground_truth, settings.topic_alerts, settings.topic_dlq]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from streams.broker import Broker, start_broker, stop_broker
 from streams.settings import Settings, load_settings
 from streams.topics import create_topics
+from tests.kafka_helpers import unique_topics
 
 
 @pytest.fixture(scope="session")
@@ -25,13 +25,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 @pytest.fixture
 def topic_settings(broker: Broker) -> Settings:
     """Settings naming four topics no other test uses, created on the session broker."""
-    suffix = uuid.uuid4().hex[:10]
-    settings = load_settings({
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-        "TOPIC_PREDICTIONS": f"predictions-{suffix}",
-        "TOPIC_GROUND_TRUTH": f"ground-truth-{suffix}",
-        "TOPIC_ALERTS": f"alerts-{suffix}",
-        "TOPIC_DLQ": f"dlq-{suffix}",
-    })
+    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, **unique_topics()})
     create_topics(settings)
     return settings

@@ -20,6 +20,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from streams.topics import topic_env
+
 EXTRA_POLL_S = 0.5
 
 _QUIET = logging.getLogger("tests.kafka_helpers.librdkafka")
@@ -102,3 +104,8 @@ def _poll_until(consumer: Consumer, expected: int, timeout: float) -> list[Messa
             raise KafkaException(msg.error())
         messages.append(msg)
     return messages
+
+
+def unique_topics(tag: str = "t") -> dict[str, str]:
+    """Topic settings no other test uses."""
+    return topic_env(f"{tag}-{uuid.uuid4().hex[:10]}")

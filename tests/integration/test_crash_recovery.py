@@ -7,10 +7,9 @@ offsets already persisted), so nothing is lost and nothing is counted twice.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
+from tests.kafka_helpers import unique_topics
 from tests.worker_harness import WorkerRun, worker_env
 
 pytestmark = pytest.mark.integration
@@ -35,9 +34,7 @@ def replayed(broker, tmp_path_factory):
     from producers.scenarios import generate
     from streams.settings import load_settings
 
-    suffix = uuid.uuid4().hex[:8]
-    topics = {"TOPIC_PREDICTIONS": f"kp-{suffix}", "TOPIC_GROUND_TRUTH": f"kg-{suffix}",
-              "TOPIC_ALERTS": f"ka-{suffix}", "TOPIC_DLQ": f"kd-{suffix}"}
+    topics = unique_topics("crash-recovery")
     settings = load_settings({**topics, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap})
     total = 0
     for name in ("degradation", "sudden-drift"):

@@ -7,13 +7,12 @@ reason (original key and bytes), and the good requests must be counted exactly.
 from __future__ import annotations
 
 import random
-import uuid
 
 import orjson
 import pytest
 
 from tests import expected
-from tests.kafka_helpers import consume_all, produce
+from tests.kafka_helpers import consume_all, produce, unique_topics
 from tests.worker_harness import WorkerRun, worker_env
 
 pytestmark = pytest.mark.integration
@@ -64,9 +63,7 @@ def _hostile(rng: random.Random, base: dict) -> tuple[bytes, bytes]:
 
 def test_hostile_stream_never_crashes_and_all_bad_messages_reach_the_dlq(broker, tmp_path):
     rng = random.Random(7)
-    suffix = uuid.uuid4().hex[:8]
-    topics = {"TOPIC_PREDICTIONS": f"hp-{suffix}", "TOPIC_GROUND_TRUTH": f"hg-{suffix}",
-              "TOPIC_ALERTS": f"ha-{suffix}", "TOPIC_DLQ": f"hd-{suffix}"}
+    topics = unique_topics("hostile-input")
     from streams.settings import load_settings
     from streams.topics import create_topics
     create_topics(load_settings({**topics, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}))

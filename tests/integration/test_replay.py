@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter, defaultdict
 
 import pytest
@@ -14,20 +13,13 @@ from producers.scenarios import generate, write
 from streams.parsing import parse_ground_truth, parse_prediction
 from streams.records import Rejection
 from streams.settings import Settings, load_settings
-from tests.kafka_helpers import consume_all
+from tests.kafka_helpers import consume_all, unique_topics
 
 pytestmark = pytest.mark.integration
 
 
 def _topic_env(bootstrap: str) -> dict[str, str]:
-    suffix = uuid.uuid4().hex[:10]
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "TOPIC_PREDICTIONS": f"predictions-{suffix}",
-        "TOPIC_GROUND_TRUTH": f"ground-truth-{suffix}",
-        "TOPIC_ALERTS": f"alerts-{suffix}",
-        "TOPIC_DLQ": f"dlq-{suffix}",
-    }
+    return {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, **unique_topics("replay")}
 
 
 def _read_back(settings: Settings, predictions: int, labels: int) -> tuple[list[Message], list[Message]]:

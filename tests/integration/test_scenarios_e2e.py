@@ -9,12 +9,11 @@ contract's rules give on those figures.
 
 from __future__ import annotations
 
-import uuid
-
 import orjson
 import pytest
 
 from tests import expected
+from tests.kafka_helpers import unique_topics
 from tests.worker_harness import WorkerRun, worker_env
 
 pytestmark = pytest.mark.integration
@@ -54,9 +53,7 @@ def scenarios_run(broker, tmp_path_factory):
         for s in generated.values():
             for row in s.reference:
                 out.write(orjson.dumps({**row, "model": s.model, "model_version": s.model_version}) + b"\n")
-    suffix = uuid.uuid4().hex[:8]
-    topics = {"TOPIC_PREDICTIONS": f"sp-{suffix}", "TOPIC_GROUND_TRUTH": f"sg-{suffix}",
-              "TOPIC_ALERTS": f"sa-{suffix}", "TOPIC_DLQ": f"sd-{suffix}"}
+    topics = unique_topics("scenarios-e2e")
     env = worker_env(broker.bootstrap, topics, workdir, LABEL_GRACE_SECONDS=GRACE, PSI_BINS=BINS,
                      REFERENCE_PATH=reference, MONITOR_IDLE_SECONDS=2)
     settings = load_settings(env)

@@ -15,16 +15,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from streams.broker import free_port
 from streams.settings import Settings, load_settings
 from streams.topics import KafkaUnreachable, TopicError, check_topics, create_topics
-from tests.kafka_helpers import consume_all, produce
+from tests.kafka_helpers import consume_all, produce, unique_topics
 
 pytestmark = pytest.mark.integration
 
 
 def unique_settings(bootstrap: str, **env: str) -> Settings:
-    suffix = uuid.uuid4().hex[:10]
-    return load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TOPIC_PREDICTIONS": f"p-{suffix}",
-                          "TOPIC_GROUND_TRUTH": f"g-{suffix}", "TOPIC_ALERTS": f"a-{suffix}",
-                          "TOPIC_DLQ": f"d-{suffix}", **env})
+    return load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, **unique_topics(), **env})
 
 
 def partitions(bootstrap: str, topics: list[str]) -> dict[str, int | None]:

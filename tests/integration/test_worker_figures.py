@@ -10,13 +10,12 @@ DLQ every malformed message with its reason, and exactly the expected alerts.
 from __future__ import annotations
 
 import random
-import uuid
 
 import orjson
 import pytest
 
 from tests import expected
-from tests.kafka_helpers import consume_all, produce
+from tests.kafka_helpers import consume_all, produce, unique_topics
 from tests.worker_harness import WorkerRun, worker_env
 
 pytestmark = pytest.mark.integration
@@ -107,9 +106,7 @@ BAD_LABELS = [
 def finished_run(broker, tmp_path_factory):
     rng = random.Random(20261123)
     predictions, labels, timed = _stream(rng)
-    suffix = uuid.uuid4().hex[:8]
-    topics = {"TOPIC_PREDICTIONS": f"pred-{suffix}", "TOPIC_GROUND_TRUTH": f"gt-{suffix}",
-              "TOPIC_ALERTS": f"alerts-{suffix}", "TOPIC_DLQ": f"dlq-{suffix}"}
+    topics = unique_topics("worker-figures")
     from streams.settings import load_settings
     from streams.topics import create_topics
     create_topics(load_settings({**topics, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}))
@@ -131,14 +128,19 @@ def finished_run(broker, tmp_path_factory):
             "code": code, "broker": broker, "live_query": live_query, "live_write": live_write}
 
 
+@pytest.fixture(scope="module")
+def want(finished_run):
+    """The contract's figures, computed with numpy from what the test sent."""
+    return expected.figures(finished_run["predictions"], finished_run["labels"], window_seconds=WINDOW,
+                            ttl_seconds=TTL)
+
+
 def test_worker_stops_cleanly_on_sigterm(finished_run):
     assert finished_run["code"] == 0, finished_run["run"].log_tail()
 
 
-def test_window_figures_equal_numpy(finished_run):
+def test_window_figures_equal_numpy(finished_run, want):
     run = finished_run["run"]
-    want = expected.figures(finished_run["predictions"], finished_run["labels"], window_seconds=WINDOW,
-                            ttl_seconds=TTL)
     rows = run.query(
         "SELECT model, model_version, toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(window_end), "
         "predictions, labeled, correct, accuracy, precision, recall, f1, positive_rate, mean_confidence "
@@ -162,10 +164,8 @@ def test_window_figures_equal_numpy(finished_run):
             assert row[12] is None  # no scores: no confidence
 
 
-def test_feature_and_prediction_psi_equal_numpy(finished_run):
+def test_feature_and_prediction_psi_equal_numpy(finished_run, want):
     run = finished_run["run"]
-    want = expected.figures(finished_run["predictions"], finished_run["labels"], window_seconds=WINDOW,
-                            ttl_seconds=TTL)
     rows = run.query(
         "SELECT model, model_version, toUnixTimestamp64Milli(window_start), feature, psi, n "
         "FROM monitoring.feature_drift FINAL")
@@ -191,10 +191,8 @@ def test_feature_and_prediction_psi_equal_numpy(finished_run):
     assert checked == WINDOWS * 5
 
 
-def test_outcomes_hold_each_joined_request_once(finished_run):
+def test_outcomes_hold_each_joined_request_once(finished_run, want):
     run = finished_run["run"]
-    want = expected.figures(finished_run["predictions"], finished_run["labels"], window_seconds=WINDOW,
-                            ttl_seconds=TTL)
     rows = run.query("SELECT count(), uniqExact(request_id), sum(correct) FROM monitoring.outcomes FINAL")
     assert rows[0] == (sum(w.labeled for w in want.values()),) * 2 + (sum(w.correct for w in want.values()),)
 
@@ -225,10 +223,8 @@ def test_every_malformed_message_reaches_the_dlq_with_a_reason(finished_run):
     assert reasons[b""] == "invalid_json"
 
 
-def test_expected_alerts_and_no_others(finished_run):
+def test_expected_alerts_and_no_others(finished_run, want):
     run = finished_run["run"]
-    want = expected.figures(finished_run["predictions"], finished_run["labels"], window_seconds=WINDOW,
-                            ttl_seconds=TTL)
     rows = run.query(
         "SELECT status, type, severity, model, subject, toUnixTimestamp64Milli(window_start) "
         "FROM monitoring.alerts FINAL ORDER BY detected_at, window_start")
@@ -274,9 +270,7 @@ def test_expected_alerts_and_no_others(finished_run):
     assert [e["status"] for e in adwin] == ["firing", "resolved"] * (len(adwin) // 2) + ["firing"] * (len(adwin) % 2)
 
 
-def test_query_cli_goes_through_the_running_worker_read_only(finished_run):
-    want = expected.figures(finished_run["predictions"], finished_run["labels"], window_seconds=WINDOW,
-                            ttl_seconds=TTL)
+def test_query_cli_goes_through_the_running_worker_read_only(finished_run, want):
     live = finished_run["live_query"]
     assert live.returncode == 0, live.stderr
     assert orjson.loads(live.stdout) == [{"n": sum(w.labeled for w in want.values())}]
