@@ -182,6 +182,8 @@ async def status_page(web, request):  # type: ignore[no-untyped-def]
                                                   "max_event_ms": v.event_time.maximum()}
                      for v in monitor.versions.values()},
         "refreshed_messages": monitor.refreshed_messages,
+        "first_message_at": monitor.first_message_at,
+        "last_message_at": monitor.last_message_at,
         "drained": bool(monitor.assigned) and all(monitor.drained(s) for s in monitor.assigned),
         "counters": monitor.counters.__dict__,
         "pending_predictions": len(monitor.join.pending_predictions),

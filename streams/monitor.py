@@ -128,6 +128,8 @@ class Monitor:
         self.assigned_at: dict[tuple[str, int], float] = {}
         self.partition_end: Callable[[tuple[str, int]], tuple[int | None, int | None]] = lambda source: (None, None)
         self.refreshed_messages = 0
+        self.first_message_at: float | None = None  # wall clock, for throughput measurements
+        self.last_message_at: float | None = None
         self.resume_after: dict[tuple[str, int], int] = {}
         self.reference_file: ReferenceFile | None = (
             load_reference_file(settings.reference_path, bins=settings.psi_bins) if settings.reference_path else None
@@ -204,6 +206,8 @@ class Monitor:
     # -- ingest ----------------------------------------------------------------
     async def process_batch(self, batch: Sequence[RawMessage]) -> None:
         """Parse, join and persist one batch; alerts from ADWIN go out at once."""
+        if self.first_message_at is None:
+            self.first_message_at = time.time()
         prediction_rows: list[list[Any]] = []
         label_rows: list[list[Any]] = []
         outcome_rows: list[list[Any]] = []
@@ -264,6 +268,7 @@ class Monitor:
             log.warning("DLQ %s[%d]@%d: %s", message.topic, message.partition, message.offset, rejection)
             await self.outbox.send_dlq(message, rejection)
         await self._publish(adwin_alerts)
+        self.last_message_at = time.time()
         if time.monotonic() - self._last_refresh >= REFRESH_INTERVAL_S:
             await self.refresh()
 

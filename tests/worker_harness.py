@@ -29,6 +29,7 @@ class WorkerRun:
     env: dict[str, str]
     workdir: Path
     process: subprocess.Popen | None = None
+    app_module: str = "streams.app"
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -41,7 +42,7 @@ class WorkerRun:
     def start(self) -> WorkerRun:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "faust"), "-A", "streams.app", "worker", "-l", "info",
+            [str(Path(sys.executable).parent / "faust"), "-A", self.app_module, "worker", "-l", "info",
              "--web-port", self.env["MONITOR_WEB_PORT"]],
             cwd=self.workdir, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
         )
