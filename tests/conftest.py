@@ -28,3 +28,28 @@ def topic_settings(broker: Broker) -> Settings:
     settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, **unique_topics()})
     create_topics(settings)
     return settings
+
+
+@pytest.fixture(scope="session")
+def demo_results(broker: Broker, tmp_path_factory: pytest.TempPathFactory):
+    """The demo's scenarios (degradation, feature-drift) through the real broker and worker,
+    stopped with SIGTERM: a finished embedded store for tests of views over the results
+    (dashboard panels, cookbook queries, the HTML report). Query it with ``.query(sql)``."""
+    from producers.replay import replay
+    from producers.scenarios import generate
+    from tests.worker_harness import WorkerRun, worker_env
+
+    workdir = tmp_path_factory.mktemp("demo-results")
+    env = worker_env(broker.bootstrap, unique_topics("demo-results"), workdir, LABEL_GRACE_SECONDS=21_600,
+                     MONITOR_IDLE_SECONDS=2)
+    settings = load_settings(env)
+    create_topics(settings)
+    total = 0
+    for name in ("degradation", "feature-drift"):
+        result = replay(enumerate(generate(name).rows, start=1), settings)
+        assert result.ok and result.skipped == 0
+        total += result.events
+    run = WorkerRun(env, workdir).start()
+    run.wait_until_settled(total)
+    assert run.stop() == 0, run.log_tail()
+    return run
