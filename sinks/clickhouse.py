@@ -118,6 +118,8 @@ class ClickHouseStore:
         self.on_outage = on_outage
         self.failures = 0
         self.rows_written: dict[str, int] = {}
+        self.rows_pending = 0  # handed to insert() but not yet accepted by ClickHouse
+        self.outage_since: float | None = None  # monotonic time the current outage began
         self.fail_writes_until = 0.0  # test hook: simulate an outage of the embedded engine
 
     # -- plumbing -------------------------------------------------------------
@@ -134,7 +136,7 @@ class ClickHouseStore:
             except Exception as err:  # noqa: BLE001 - any failure is retried; rows stay held
                 self.failures += 1
                 if outage_since is None:
-                    outage_since = time.monotonic()
+                    outage_since = self.outage_since = time.monotonic()
                     log.warning("ClickHouse unavailable during %s (%s): holding rows and retrying", what,
                                 str(err).splitlines()[0][:200])
                     if self.on_outage:
@@ -143,6 +145,7 @@ class ClickHouseStore:
                 delay = min(delay * 2, self.retry_max)
                 continue
             if outage_since is not None:
+                self.outage_since = None
                 log.warning("ClickHouse is back after %.1f s: %s resumed", time.monotonic() - outage_since, what)
                 if self.on_outage:
                     self.on_outage(False, "")
@@ -176,7 +179,11 @@ class ClickHouseStore:
                 raise ConnectionError("simulated ClickHouse outage")
             self._writer().insert(f"`{self.database}`.`{table}`", list(rows), column_names=names)
 
-        await self._with_retry(f"insert into {table}", write)
+        self.rows_pending += len(rows)
+        try:
+            await self._with_retry(f"insert into {table}", write)
+        finally:
+            self.rows_pending -= len(rows)
         self.rows_written[table] = self.rows_written.get(table, 0) + len(rows)
 
     async def query(self, sql: str) -> list[tuple[Any, ...]]:
