@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 import faust
 from aiohttp.web import Response
 from faust.types import TP
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from sinks.clickhouse import ClickHouseStore, parse_target
 from streams.alert_rules import Alert
 from streams.monitor import Monitor, RawMessage
+from streams.observability import MonitorMetrics
 from streams.records import Rejection
 from streams.settings import SettingsError, load_settings
 from streams.startup import check_input_topics
@@ -98,6 +101,7 @@ def partition_end(source: tuple[str, int]) -> tuple[int | None, int | None]:
 
 
 monitor.partition_end = partition_end
+metrics = MonitorMetrics(monitor)
 _started = False
 
 
@@ -119,7 +123,9 @@ async def monitor_requests(stream: faust.StreamT) -> None:
             for e in events
         ]
         async with monitor.lock:
+            started = time.perf_counter()
             await monitor.process_batch(batch)
+            metrics.observe_batch(events, started)
 
 
 @app.timer(1.0)
@@ -189,6 +195,12 @@ async def status_page(web, request):  # type: ignore[no-untyped-def]
         "pending_predictions": len(monitor.join.pending_predictions),
         "pending_labels": len(monitor.join.pending_labels),
     })
+
+
+@app.page("/metrics")
+async def metrics_page(web, request):  # type: ignore[no-untyped-def]
+    """Prometheus metrics in the text exposition format (see streams.observability)."""
+    return web.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _json_rows(names: list[str], rows: list[tuple]) -> bytes:
