@@ -3,8 +3,8 @@
 Starts the local broker (or reuses it), creates this run's topics, starts the
 worker, replays the `degradation` and `feature-drift` scenarios, waits until the
 worker has read every acknowledged message and refreshed its figures, prints
-accuracy per window, drift and alerts, stops the worker with SIGTERM and says how
-to query what it wrote.
+accuracy per window, drift and alerts, stops the worker with SIGTERM, writes the
+HTML report (`.data/demo/report.html`) and says how to query what it wrote.
 """
 
 from __future__ import annotations
@@ -163,6 +163,19 @@ def _print_alerts(port: int) -> None:
     console.print(table)
 
 
+def _write_report(settings: Settings, path: Path) -> None:
+    """The HTML report of what the worker wrote (python -m sinks.report), next to the demo's store."""
+    from sinks.query import QueryError
+    from sinks.report import ReportError, write_report
+
+    try:
+        write_report(settings, path)
+    except (ReportError, QueryError, OSError) as err:
+        console.print(f"[red]report: {err}[/red]")
+        return
+    console.print(f"HTML report: {path.resolve()}")
+
+
 def main() -> int:
     started = time.monotonic()
     base = load_settings()
@@ -198,6 +211,7 @@ def main() -> int:
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(timeout=60)
     console.print(f"Worker stopped (exit code {code}); the demo took {time.monotonic() - started:.0f} s.")
+    _write_report(settings, store.parent / "report.html")
     console.print(
         "\nQuery the results (the worker wrote them to the embedded ClickHouse store):\n"
         f"  CLICKHOUSE_URL={env['CLICKHOUSE_URL']} .venv/bin/python -m sinks.query \\\n"
