@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaException, Producer
 
+from streams.kafka_config import confluent_config
 from streams.parsing import FUTURE_SKEW_MS, parse_ground_truth, parse_prediction
 from streams.records import Rejection
 from streams.settings import Settings, SettingsError, load_settings
@@ -303,8 +304,9 @@ class ReplayResult:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
-def make_producer(bootstrap: str, deliveries: Callable[[Any, Any], None]) -> Producer:
-    return Producer({**PRODUCER_CONFIG, "bootstrap.servers": bootstrap,
+def make_producer(settings: Settings, deliveries: Callable[[Any, Any], None]) -> Producer:
+    """The replay producer: PRODUCER_CONFIG on the brokers and security settings of `settings`."""
+    return Producer({**PRODUCER_CONFIG, **confluent_config(settings),
                      "on_delivery": deliveries, "logger": _QUIET})
 
 
@@ -348,7 +350,7 @@ def send(events: Sequence[Event], settings: Settings, *, speed: float | None = N
     """Produce the events in order and wait for every acknowledgement (bounded by the delivery timeout)."""
     topics = settings.input_topics
     deliveries = Deliveries(topics)
-    producer = make_producer(settings.kafka_bootstrap_servers, deliveries)
+    producer = make_producer(settings, deliveries)
     pacer = _Pacer(speed, events[0][0], producer) if speed and events else None
     poll = producer.poll
     if progress is not None:

@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
-from streams.settings import SettingsError, load_settings
+from streams.kafka_config import confluent_config
+from streams.settings import Settings, SettingsError, load_settings
 
 COLORS = {"critical": "\033[31m", "warning": "\033[33m", "resolved": "\033[32m"}
 RESET = "\033[0m"
@@ -44,9 +45,9 @@ def format_alert(alert: dict[str, Any], *, color: bool = False) -> str:
 
 
 def follow(bootstrap: str, topic: str, *, from_beginning: bool, as_json: bool, max_messages: int | None,
-           idle_exit_s: float | None) -> int:
+           idle_exit_s: float | None, settings: Settings | None = None) -> int:
     consumer = Consumer({
-        "bootstrap.servers": bootstrap,
+        **confluent_config(settings or Settings(), bootstrap=bootstrap),
         "group.id": f"alerts-follower-{uuid.uuid4().hex[:8]}",
         "auto.offset.reset": "earliest" if from_beginning else "latest",
         "enable.auto.commit": False,
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"alerts: {err}", file=sys.stderr)
         return 2
     return follow(settings.kafka_bootstrap_servers, settings.topic_alerts, from_beginning=args.from_beginning,
-                  as_json=args.json, max_messages=args.max, idle_exit_s=args.idle_exit)
+                  as_json=args.json, max_messages=args.max, idle_exit_s=args.idle_exit, settings=settings)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from sinks.clickhouse import ClickHouseStore, parse_target
 from streams.alert_rules import Alert
+from streams.kafka_config import faust_credentials
 from streams.monitor import Monitor, RawMessage
 from streams.observability import MonitorMetrics
 from streams.records import Rejection
@@ -44,6 +45,7 @@ if "worker" in sys.argv[1:]:
 app = faust.App(
     settings.app_id,
     broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")],
+    broker_credentials=faust_credentials(settings),
     topic_partitions=settings.topic_partitions,
     web_host=settings.web_host,
     web_port=settings.web_port,

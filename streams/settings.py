@@ -19,7 +19,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,6 +59,14 @@ class Settings:
     broker_session_timeout: float = 6.0
     data_dir: str = ".data"
     idle_partition_seconds: float = 30.0
+    # Kafka security for real clusters (streams/kafka_config.py turns these into client configs).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
 
     @property
     def input_topics(self) -> tuple[str, str]:
@@ -175,6 +183,28 @@ def _non_empty(raw: str) -> str:
     return value
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().upper()
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _secret(raw: str) -> str:
+    """A password as given: never stripped, never rejected, so never echoed in an error."""
+    return raw
+
+
+def _existing_file(raw: str) -> str:
+    value = raw.strip()
+    if not Path(value).is_file():
+        raise ValueError("expected an existing file")
+    return value
+
+
 def _host(raw: str) -> str:
     value = raw.strip()
     if not value or any(c.isspace() for c in value):
@@ -210,6 +240,13 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "MONITOR_SESSION_TIMEOUT": _number(1.0, 3600.0),
     "MONITOR_DATA_DIR": _non_empty,
     "MONITOR_IDLE_SECONDS": _number(0.1, 86400.0),
+    "KAFKA_SECURITY_PROTOCOL": _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    "KAFKA_SASL_MECHANISM": _choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+    "KAFKA_SASL_USERNAME": _non_empty,
+    "KAFKA_SASL_PASSWORD": _secret,
+    "KAFKA_SSL_CAFILE": _existing_file,
+    "KAFKA_SSL_CERTFILE": _existing_file,
+    "KAFKA_SSL_KEYFILE": _existing_file,
 }
 
 _FIELD_OF = {
@@ -246,6 +283,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(f"{variable}={raw!r} is not valid: {err}") from None
     settings = Settings(**values)
     _check_consistency(settings, env)
+    _check_kafka_security(settings, env)
     return settings
 
 
@@ -261,6 +299,34 @@ def _check_consistency(s: Settings, env: Mapping[str, str]) -> None:
             "TOPIC_PREDICTIONS/TOPIC_GROUND_TRUTH/TOPIC_ALERTS/TOPIC_DLQ="
             f"{','.join(names)!r} is not valid: expected four different topic names"
         )
+
+
+def _check_kafka_security(s: Settings, env: Mapping[str, str]) -> None:
+    """SASL needs a user and password, TLS files need a TLS protocol, a client cert needs its key."""
+    protocol = s.kafka_security_protocol
+    sasl, tls = protocol.startswith("SASL_"), protocol in {"SSL", "SASL_SSL"}
+    if sasl:
+        for variable, value in (("KAFKA_SASL_USERNAME", s.kafka_sasl_username),
+                                ("KAFKA_SASL_PASSWORD", s.kafka_sasl_password)):
+            if not value:
+                raise SettingsError(f"{variable}={env.get(variable, '')!r} is not valid: expected a non-empty "
+                                    f"value when KAFKA_SECURITY_PROTOCOL is {protocol}")
+    elif s.kafka_sasl_username or s.kafka_sasl_password:
+        raise SettingsError(f"KAFKA_SECURITY_PROTOCOL={protocol!r} is not valid: expected SASL_PLAINTEXT or "
+                            "SASL_SSL when KAFKA_SASL_USERNAME or KAFKA_SASL_PASSWORD is set")
+    files = [v for v in ("KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE") if getattr(s, field_for(v))]
+    if files and not tls:
+        raise SettingsError(f"KAFKA_SECURITY_PROTOCOL={protocol!r} is not valid: expected SSL or SASL_SSL "
+                            f"when {files[0]} is set")
+    if bool(s.kafka_ssl_certfile) != bool(s.kafka_ssl_keyfile):
+        missing, given = (("KAFKA_SSL_KEYFILE", "KAFKA_SSL_CERTFILE") if s.kafka_ssl_certfile
+                          else ("KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"))
+        raise SettingsError(f"{missing}={env.get(missing, '')!r} is not valid: expected an existing file "
+                            f"when {given} is set (a client certificate and its key go together)")
+    if tls:
+        from streams.kafka_config import ssl_context
+
+        ssl_context(s)  # reads the PEM files now: a bad one stops start-up with one line
 
 
 def defaults() -> dict[str, Any]:

@@ -32,7 +32,7 @@ def check_input_topics(settings: Settings) -> None:
     bootstrap = settings.kafka_bootstrap_servers
     topics = [*settings.input_topics, settings.topic_alerts, settings.topic_dlq]
     try:
-        counts = partition_counts(admin_client(bootstrap), bootstrap, topics)
+        counts = partition_counts(admin_client(bootstrap, settings), bootstrap, topics)
     except TopicError as err:
         print(f"model-monitor: {err}", file=sys.stderr)
         raise SystemExit(1) from None

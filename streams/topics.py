@@ -25,6 +25,7 @@ import time
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams.kafka_config import confluent_config
 from streams.settings import Settings, SettingsError, load_settings
 
 ADMIN_TIMEOUT_S = 10.0
@@ -48,10 +49,10 @@ class KafkaUnreachable(TopicError):
     """No metadata from the brokers within the timeout."""
 
 
-def admin_client(bootstrap: str) -> AdminClient:
-    """An AdminClient that does not spam stderr while a broker is down."""
+def admin_client(bootstrap: str, settings: Settings | None = None) -> AdminClient:
+    """An AdminClient that does not spam stderr while a broker is down (PLAINTEXT without settings)."""
     try:
-        return AdminClient({"bootstrap.servers": bootstrap, "logger": _QUIET})
+        return AdminClient({**confluent_config(settings or Settings(), bootstrap=bootstrap), "logger": _QUIET})
     except KafkaException as err:
         raise KafkaUnreachable(f"cannot use Kafka at {bootstrap!r}: {err}") from None
 
@@ -104,7 +105,7 @@ def check_topics(settings: Settings, *, bootstrap: str | None = None,
     Raises KafkaUnreachable when no metadata arrives within `timeout` seconds.
     """
     bootstrap = bootstrap or settings.kafka_bootstrap_servers
-    counts = partition_counts(admin_client(bootstrap), bootstrap, _all_topics(settings), timeout)
+    counts = partition_counts(admin_client(bootstrap, settings), bootstrap, _all_topics(settings), timeout)
     return partition_problems(counts, settings.input_topics, (settings.topic_alerts, settings.topic_dlq))
 
 
@@ -126,7 +127,7 @@ def create_topics(settings: Settings, *, bootstrap: str | None = None, replicati
     Raises TopicError when a creation fails or the topics still have problems after it.
     """
     bootstrap = bootstrap or settings.kafka_bootstrap_servers
-    admin = admin_client(bootstrap)
+    admin = admin_client(bootstrap, settings)
     counts = partition_counts(admin, bootstrap, _all_topics(settings), timeout)
     missing = [t for t, n in counts.items() if n is None]
     new = [NewTopic(t, num_partitions=_partitions_for(t, settings, counts),
@@ -170,12 +171,13 @@ def _verify(settings: Settings, bootstrap: str, timeout: float) -> None:
 # --- command line ---
 
 def _describe(settings: Settings, bootstrap: str, timeout: float) -> dict[str, int | None]:
-    return partition_counts(admin_client(bootstrap), bootstrap, _all_topics(settings), timeout)
+    return partition_counts(admin_client(bootstrap, settings), bootstrap, _all_topics(settings), timeout)
 
 
-def cmd_create(settings: Settings, bootstrap: str, timeout: float) -> int:
+def cmd_create(settings: Settings, bootstrap: str, timeout: float, replication_factor: int = 1) -> int:
     try:
-        created = create_topics(settings, bootstrap=bootstrap, timeout=timeout)
+        created = create_topics(settings, bootstrap=bootstrap, timeout=timeout,
+                                replication_factor=replication_factor)
         counts = _describe(settings, bootstrap, timeout)
     except KafkaUnreachable as err:
         print(f"topics: {err}", file=sys.stderr)
@@ -211,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", help="brokers (default: KAFKA_BOOTSTRAP_SERVERS)")
     parser.add_argument("--timeout", type=float, default=ADMIN_TIMEOUT_S,
                         help="seconds to wait for Kafka (default: %(default)s)")
+    parser.add_argument("--replication-factor", type=int, default=1,
+                        help="replicas of each new topic (create only; default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -219,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bootstrap = args.bootstrap or settings.kafka_bootstrap_servers
     if args.command == "create":
-        return cmd_create(settings, bootstrap, args.timeout)
+        return cmd_create(settings, bootstrap, args.timeout, args.replication_factor)
     return cmd_check(settings, bootstrap, args.timeout)
 
 

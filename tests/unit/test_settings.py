@@ -84,6 +84,8 @@ def test_reads_the_process_environment_by_default(monkeypatch):
     ("ADWIN_DELTA", "0.01", "adwin_delta", 0.01),
     ("ROLLING_SIZE", "250", "rolling_size", 250),
     ("POSITIVE_LABEL", "fraud", "positive_label", "fraud"),
+    ("KAFKA_SECURITY_PROTOCOL", " ssl ", "kafka_security_protocol", "SSL"),
+    ("KAFKA_SASL_MECHANISM", "scram-sha-256", "kafka_sasl_mechanism", "SCRAM-SHA-256"),
 ])
 def test_each_variable_is_parsed(variable, raw, field, value):
     assert getattr(load_settings({variable: raw}), field) == value
@@ -155,6 +157,11 @@ CHDB_ALLOWED = "expected chdb:///absolute/path, chdb://memory or http(s)://user:
     ("ROLLING_SIZE", "lots", "expected an integer between 1 and 100000000"),
     ("REFERENCE_PATH", "reference.xlsx", "expected a .csv, .parquet or .jsonl file"),
     ("REFERENCE_PATH", "/nonexistent/reference.csv", "expected an existing file"),
+    ("KAFKA_SECURITY_PROTOCOL", "TLS", "expected one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
+    ("KAFKA_SASL_MECHANISM", "GSSAPI", "expected one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+    ("KAFKA_SSL_CAFILE", "/nonexistent/ca.pem", "expected an existing file"),
+    ("KAFKA_SSL_CERTFILE", "/nonexistent/client.pem", "expected an existing file"),
+    ("KAFKA_SSL_KEYFILE", "/nonexistent/client.key", "expected an existing file"),
 ])
 def test_bad_value_is_one_line_naming_variable_value_and_allowed(variable, raw, allowed):
     with pytest.raises(SettingsError) as caught:
