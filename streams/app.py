@@ -9,9 +9,12 @@ idempotent out).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
+from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import faust
@@ -20,6 +23,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from sinks.clickhouse import ClickHouseStore, parse_target
+from sinks.writer import OrderedWriter
 from streams.alert_rules import Alert
 from streams.kafka_config import faust_credentials
 from streams.monitor import Monitor, RawMessage
@@ -30,7 +34,8 @@ from streams.startup import check_input_topics
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 5000
-BATCH_WITHIN_S = 0.5
+BATCH_LINGER_S = 0.25  # after a batch's first event, how long to wait for more
+INTAKE_DEPTH = 1  # batches waiting for the monitor while the agent collects the next
 
 try:
     settings = load_settings()
@@ -59,6 +64,7 @@ app = faust.App(
     producer_linger=0.01,
     producer_max_batch_size=512 * 1024,
     store="memory://",
+    Monitor="streams.sensor:LeanMonitor",
     datadir=str((Path(settings.data_dir) / "faust").resolve()),
 )
 
@@ -115,19 +121,57 @@ async def _ensure_started() -> None:
             _started = True
 
 
+# Batches wait here for the monitor while the agent collects the next one.
+intake = OrderedWriter(depth=INTAKE_DEPTH)
+
+
 @app.agent(input_topic, concurrency=1)
 async def monitor_requests(stream: faust.StreamT) -> None:
-    """Join, measure and alert, one batch at a time."""
+    """Hand the input to the monitor in batches: join, measure and alert.
+
+    The agent reads its channel's queue in bulk instead of event by event through
+    the stream: the stream's per-event machinery (processors, sensors, acks) cost
+    more than the whole monitor. Offsets are acknowledged by :func:`acknowledge`.
+    """
     await _ensure_started()
-    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-        batch = [
-            RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-            for e in events
-        ]
-        async with monitor.lock:
-            started = time.perf_counter()
-            await monitor.process_batch(batch)
-            metrics.observe_batch(events, started)
+    channel = aiter(stream.channel)  # subscribes, as iterating the stream would
+    async for events in batches(channel, BATCH_MAX, BATCH_LINGER_S):
+        await intake.submit(partial(process, events))
+
+
+async def batches(channel: faust.ChannelT, most: int, linger: float) -> AsyncIterator[list[faust.EventT]]:
+    """Everything queued, up to ``most`` events; after the first event, wait at most
+    ``linger`` seconds for more (fewer, larger ClickHouse inserts)."""
+    queue = channel.queue
+    while True:
+        events = [await channel.__anext__()]
+        deadline = time.monotonic() + linger
+        while len(events) < most:
+            while len(events) < most and not queue.empty():
+                events.append(queue.get_nowait())
+            remaining = deadline - time.monotonic()
+            if len(events) >= most or remaining <= 0:
+                break
+            try:
+                events.append(await asyncio.wait_for(channel.__anext__(), remaining))
+            except TimeoutError:
+                break
+        yield events
+
+
+async def process(events: list[faust.EventT]) -> None:
+    batch = [RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+             for e in events]
+    async with monitor.lock:
+        started = time.perf_counter()
+        await monitor.process_batch(batch, on_written=partial(acknowledge, events))
+        metrics.observe_batch(events, started)
+
+
+def acknowledge(events: list[faust.EventT]) -> None:
+    """The batch's facts are in ClickHouse: its offsets may be committed."""
+    for e in events:
+        e.message.ack(app.consumer)
 
 
 @app.timer(1.0)
@@ -136,13 +180,14 @@ async def refresh_when_idle() -> None:
     if not _started:
         return
     async with monitor.lock:
-        await monitor.refresh()
+        await monitor.refresh_if_due()
 
 
 @app.on_before_shutdown.connect
 async def flush_on_shutdown(sender: faust.App, **kwargs: object) -> None:
     """SIGTERM: write the figures and alerts the monitor still holds."""
     if _started:
+        await intake.close()
         async with monitor.lock:
             await monitor.close()
             log.info("Monitor stopped: %s", monitor.counters)
@@ -156,6 +201,9 @@ async def track_assignment(sender: faust.App, assigned: set, **kwargs: object) -
 
 @app.on_partitions_revoked.connect
 async def track_revocation(sender: faust.App, revoked: set, **kwargs: object) -> None:
+    """Store (and so acknowledge) what was read from the partitions before they go to another worker."""
+    await intake.drain()
+    await monitor.writer.drain()
     monitor.assign(set(), {(tp.topic, tp.partition) for tp in revoked})
 
 

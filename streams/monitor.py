@@ -18,13 +18,15 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
+from functools import partial
 from typing import Any, Protocol
 
 import orjson
 from river import drift, metrics, utils
 
 from sinks.clickhouse import ClickHouseStore
+from sinks.writer import OrderedWriter
 from streams import alert_rules as rules
 from streams import figures
 from streams.alert_rules import Alert, AlertBook, Condition
@@ -41,6 +43,9 @@ from streams.windows import is_closed, is_final, window_end_ms, window_start_ms
 
 log = logging.getLogger(__name__)
 REFRESH_INTERVAL_S = 1.0
+REFRESH_SHARE = 0.1  # of the time, at most, spent refreshing figures while input keeps coming
+YIELD_EVERY = 500  # messages parsed between two chances for the event loop to run other tasks
+WRITE_DEPTH = 2  # batches waiting for ClickHouse before consumption pauses
 TOP_DRIFTED = 3
 
 
@@ -60,8 +65,9 @@ class Outbox(Protocol):
     async def send_alert(self, alert: Alert) -> None: ...
 
 
-def _dt(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+def _seconds(ms: int | None) -> float | None:
+    """Epoch milliseconds as epoch seconds, the form the store writes into DateTime64 columns."""
+    return None if ms is None else ms / 1000
 
 
 @dataclass
@@ -135,6 +141,8 @@ class Monitor:
             load_reference_file(settings.reference_path, bins=settings.psi_bins) if settings.reference_path else None
         )
         self._last_refresh = 0.0
+        self._refresh_cost = 0.0
+        self.writer = OrderedWriter(depth=WRITE_DEPTH)
         self.assigned: set[tuple[str, int]] = set()
         self.lock = asyncio.Lock()
 
@@ -144,8 +152,17 @@ class Monitor:
         await Recovery(self).run()
 
     async def close(self) -> None:
-        """Write everything held: the last figures and alerts."""
+        """Write everything held: the last facts, figures and alerts."""
         await self.refresh()
+        await self.writer.close()
+
+    async def refresh_if_due(self) -> None:
+        """Refresh every REFRESH_INTERVAL_S, but while input keeps coming spend at most
+        REFRESH_SHARE of the time on it (a backlog is read faster; rows catch up when it ends)."""
+        elapsed = time.monotonic() - self._last_refresh
+        busy = self.last_message_at is not None and time.time() - self.last_message_at < REFRESH_INTERVAL_S
+        if elapsed >= REFRESH_INTERVAL_S and (not busy or elapsed >= self._refresh_cost / REFRESH_SHARE):
+            await self.refresh()
 
     def assign(self, partitions: set[tuple[str, int]], revoked: set[tuple[str, int]] = frozenset()) -> None:
         """Partitions this worker reads: each holds the watermark back until it has spoken."""
@@ -204,8 +221,14 @@ class Monitor:
         return state
 
     # -- ingest ----------------------------------------------------------------
-    async def process_batch(self, batch: Sequence[RawMessage]) -> None:
-        """Parse, join and persist one batch; alerts from ADWIN go out at once."""
+    async def process_batch(self, batch: Sequence[RawMessage],
+                            on_written: Callable[[], None] | None = None) -> None:
+        """Parse and join one batch and hand its facts to the background writer.
+
+        ``on_written`` runs once the batch's facts are in ClickHouse (and its ADWIN
+        alerts sent): only then may its offsets be committed. Waits while the writer
+        holds WRITE_DEPTH batches (backpressure during a ClickHouse outage).
+        """
         if self.first_message_at is None:
             self.first_message_at = time.time()
         prediction_rows: list[list[Any]] = []
@@ -213,9 +236,12 @@ class Monitor:
         outcome_rows: list[list[Any]] = []
         rejected: list[tuple[RawMessage, Rejection]] = []
         adwin_alerts: list[Alert] = []
+        wall = time.time()
         now_ms = int(self.clock() * 1000)
         max_ts = now_ms + FUTURE_SKEW_MS
-        for message in batch:
+        for i, message in enumerate(batch):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # let Faust go on fetching and buffering meanwhile
             self.counters.messages += 1
             self.last_offset[(message.topic, message.partition)] = message.offset
             if self.resume_after.get((message.topic, message.partition), -1) >= message.offset:
@@ -237,7 +263,7 @@ class Monitor:
                     self.counters.duplicates += 1
                     continue
                 self.counters.predictions += 1
-                prediction_rows.append(self._prediction_row(event, message))
+                prediction_rows.append(self._prediction_row(event, message, wall))
                 state = self.version(event.model, event.model_version)
                 state.event_time.observe((message.topic, message.partition), event.ts_ms, now)
                 state.classes.add(event.prediction)
@@ -250,47 +276,54 @@ class Monitor:
                     self.counters.duplicates += 1
                     continue
                 self.counters.labels += 1
-                label_rows.append(self._label_row(event, message))
+                label_rows.append(self._label_row(event, message, wall))
             if isinstance(result, Outcome):
                 # Partitions align by key: the label came from the same partition of the other topic.
                 self.version(result.prediction.model, result.prediction.model_version).event_time.observe(
                     (self.s.topic_ground_truth, message.partition), result.label.ts_ms, now)
-                outcome_rows.append(self._outcome_row(result, message.partition, now_ms))
+                outcome_rows.append(self._outcome_row(result, message.partition, wall))
                 alert = self._learn(result, now_ms)
                 if alert is not None:
                     adwin_alerts.append(alert)
-        # Outcomes first, then the halves: a half's row marks its offset as done (see recover()).
-        await self.store.insert("outcomes", outcome_rows)
-        await self.store.insert("labels", label_rows)
-        await self.store.insert("predictions", prediction_rows)
         for message, rejection in rejected:
             self.counters.rejected += 1
             log.warning("DLQ %s[%d]@%d: %s", message.topic, message.partition, message.offset, rejection)
             await self.outbox.send_dlq(message, rejection)
-        await self._publish(adwin_alerts)
+        await self.writer.submit(partial(self._write_facts, outcome_rows, label_rows, prediction_rows, adwin_alerts,
+                                         on_written))
         self.last_message_at = time.time()
-        if time.monotonic() - self._last_refresh >= REFRESH_INTERVAL_S:
-            await self.refresh()
+        await self.refresh_if_due()
 
-    def _prediction_row(self, p: Prediction, m: RawMessage) -> list[Any]:
+    async def _write_facts(self, outcome_rows: list[list[Any]], label_rows: list[list[Any]],
+                           prediction_rows: list[list[Any]], alerts: list[Alert],
+                           on_written: Callable[[], None] | None) -> None:
+        """One batch's facts, in the background; its input is acknowledged only once they are stored."""
+        # Outcomes first, then the halves: a half's row marks its offset as done (see Recovery).
+        await self.store.insert("outcomes", outcome_rows)
+        await self.store.insert("labels", label_rows)
+        await self.store.insert("predictions", prediction_rows)
+        await self._publish(alerts)
+        if on_written is not None:
+            on_written()
+
+    def _prediction_row(self, p: Prediction, m: RawMessage, now: float) -> list[Any]:
         numeric = {k: float(v) for k, v in p.features.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         categorical = {k: canonical_class(v) for k, v in p.features.items() if v is not None}
         return [
-            p.request_id, p.model, p.model_version, _dt(window_start_ms(p.ts_ms, self.s.window_seconds)),
-            _dt(p.ts_ms), p.prediction, p.score, p.confidence, p.latency_ms, numeric, categorical,
-            orjson.dumps(p.features).decode(), m.partition, m.offset, datetime.now(UTC),
+            p.request_id, p.model, p.model_version, _seconds(window_start_ms(p.ts_ms, self.s.window_seconds)),
+            _seconds(p.ts_ms), p.prediction, p.score, p.confidence, p.latency_ms, numeric, categorical,
+            orjson.dumps(p.features).decode(), m.partition, m.offset, now,
         ]
 
-    def _label_row(self, g: GroundTruth, m: RawMessage) -> list[Any]:
-        return [g.request_id, g.label, _dt(g.ts_ms), g.model, g.model_version, m.partition, m.offset,
-                datetime.now(UTC)]
+    def _label_row(self, g: GroundTruth, m: RawMessage, now: float) -> list[Any]:
+        return [g.request_id, g.label, _seconds(g.ts_ms), g.model, g.model_version, m.partition, m.offset, now]
 
-    def _outcome_row(self, o: Outcome, partition: int, now_ms: int) -> list[Any]:
+    def _outcome_row(self, o: Outcome, partition: int, now: float) -> list[Any]:
         p, g = o.prediction, o.label
         return [
-            p.request_id, p.model, p.model_version, _dt(window_start_ms(p.ts_ms, self.s.window_seconds)),
-            _dt(p.ts_ms), _dt(g.ts_ms), p.prediction, g.label, int(o.correct), p.score, p.confidence,
-            p.latency_ms, orjson.dumps(p.features).decode(), partition, datetime.now(UTC),
+            p.request_id, p.model, p.model_version, _seconds(window_start_ms(p.ts_ms, self.s.window_seconds)),
+            _seconds(p.ts_ms), _seconds(g.ts_ms), p.prediction, g.label, int(o.correct), p.score, p.confidence,
+            p.latency_ms, orjson.dumps(p.features).decode(), partition, now,
         ]
 
     def _learn(self, outcome: Outcome, now_ms: int) -> Alert | None:
@@ -319,7 +352,8 @@ class Monitor:
     # -- figures ----------------------------------------------------------------
     async def refresh(self) -> None:
         """Recompute touched windows, write their rows, evaluate windows that closed or became final."""
-        self._last_refresh = time.monotonic()
+        started = time.monotonic()
+        await self.writer.drain()  # the figures are computed from the facts: all of them stored first
         seen = self.counters.messages
         self.watermark_ms = max(self.watermark_ms, self.event_time.value(self.drained))
         expired_p, expired_g = self.join.expire(self.watermark_ms)
@@ -342,12 +376,14 @@ class Monitor:
                 await self.store.insert("feature_drift", drift_rows)
             pending_alerts += self._evaluate(state, newly_closed, newly_final, now_ms)
         await self._publish(pending_alerts)
-        checkpoints = [[self.s.app_id, v.model, v.version, v.watermark_ms, datetime.now(UTC)]
+        checkpoints = [[self.s.app_id, v.model, v.version, v.watermark_ms, time.time()]
                        for v in self.versions.values() if v.watermark_ms != v.evaluated_watermark]
         await self.store.insert("checkpoints", checkpoints)
         for v in self.versions.values():
             v.evaluated_watermark = v.watermark_ms
         self.refreshed_messages = seen
+        self._last_refresh = time.monotonic()
+        self._refresh_cost = self._last_refresh - started
 
     def _advance(self, state: VersionState) -> tuple[list[int], list[int]]:
         newly_closed, newly_final = [], []
@@ -398,8 +434,8 @@ class Monitor:
         ref = state.reference
         await self.store.insert("references", [[
             state.model, state.version, ref.source if ref else "none",
-            _dt(ref.window_start_ms) if ref else None, state.baseline_accuracy,
-            _dt(state.baseline_window_ms), datetime.now(UTC),
+            _seconds(ref.window_start_ms) if ref else None, state.baseline_accuracy,
+            _seconds(state.baseline_window_ms), time.time(),
         ]])
 
     async def _counts(self, state: VersionState, windows: list[int]) -> dict[int, figures.WindowCounts]:
@@ -410,7 +446,7 @@ class Monitor:
 
     async def _compute(self, state: VersionState, windows: list[int]) -> tuple[list[list[Any]], list[list[Any]]]:
         counts = await self._counts(state, windows)
-        now = datetime.now(UTC)
+        now = time.time()
         rolling = state.rolling_accuracy()
         metrics_rows = []
         for w in windows:
@@ -418,7 +454,7 @@ class Monitor:
             fig = classification_figures(c.confusion, self.s.positive_label, binary=state.binary)
             state.last_figures[w] = (fig.labeled, fig.correct, fig.accuracy)
             metrics_rows.append([
-                state.model, state.version, _dt(w), _dt(window_end_ms(w, self.s.window_seconds)),
+                state.model, state.version, _seconds(w), _seconds(window_end_ms(w, self.s.window_seconds)),
                 c.predictions, fig.labeled, fig.correct, fig.accuracy, fig.precision, fig.recall, fig.f1,
                 c.positives / c.predictions if c.predictions else None,
                 c.confidence_sum / c.confidence_n if c.confidence_n else None,
@@ -428,7 +464,7 @@ class Monitor:
         drift_rows = await self._drift_rows(state, windows, now)
         return metrics_rows, drift_rows
 
-    async def _drift_rows(self, state: VersionState, windows: list[int], now: datetime) -> list[list[Any]]:
+    async def _drift_rows(self, state: VersionState, windows: list[int], now: float) -> list[list[Any]]:
         ref = state.reference
         if ref is None:
             return []
@@ -462,7 +498,7 @@ class Monitor:
                 if value is not None:
                     state.last_psi[w][subject] = value
                 rows.append([
-                    state.model, state.version, _dt(w), _dt(window_end_ms(w, self.s.window_seconds)), subject,
+                    state.model, state.version, _seconds(w), _seconds(window_end_ms(w, self.s.window_seconds)), subject,
                     sref.kind, value, n, int(band == "drift"), band, ref.source, now,
                 ])
         return rows
@@ -579,14 +615,14 @@ class Recovery:
             f"WHERE predicted_at >= fromUnixTimestamp64Milli(toInt64({horizon}), 'UTC') "
             f"AND request_id NOT IN (SELECT request_id FROM `{db}`.outcomes)")
         for rid, model, version, ts, pred, score, conf, latency, feats in rows:
-            m.join.pending_predictions[rid] = Prediction(rid, model, version, int(ts), pred, score, conf, None,
-                                                         orjson.loads(feats), latency)
+            m.join.restore_prediction(Prediction(rid, model, version, int(ts), pred, score, conf, None,
+                                                 orjson.loads(feats), latency))
         rows = await m.store.query(
             "SELECT request_id, label, toUnixTimestamp64Milli(labeled_at), model, model_version "
             f"FROM `{db}`.labels FINAL WHERE labeled_at >= fromUnixTimestamp64Milli(toInt64({horizon}), 'UTC') "
             f"AND request_id NOT IN (SELECT request_id FROM `{db}`.outcomes)")
         for rid, label, ts, model, version in rows:
-            m.join.pending_labels[rid] = GroundTruth(rid, label, int(ts), model, version)
+            m.join.restore_label(GroundTruth(rid, label, int(ts), model, version))
 
     async def _versions(self) -> None:
         m, db = self.m, self.db
