@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from sinks.clickhouse import ClickHouseStore, parse_target
 from sinks.writer import OrderedWriter
+from streams import transport
 from streams.alert_rules import Alert
 from streams.kafka_config import faust_credentials
 from streams.monitor import Monitor, RawMessage
@@ -47,9 +48,10 @@ if "worker" in sys.argv[1:]:
     check_input_topics(settings)
     Path(settings.data_dir, "faust").mkdir(parents=True, exist_ok=True)
 
+transport.register()
 app = faust.App(
     settings.app_id,
-    broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")],
+    broker=[f"{transport.SCHEME}://{h}" for h in settings.kafka_bootstrap_servers.split(",")],
     broker_credentials=faust_credentials(settings),
     topic_partitions=settings.topic_partitions,
     web_host=settings.web_host,

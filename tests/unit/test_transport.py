@@ -1,0 +1,60 @@
+"""The eager hand-off of streams.transport: a coroutine started by hand, finished like a Task."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from streams.transport import SCHEME, finish, register
+
+
+def test_finish_resumes_a_coroutine_suspended_on_a_future_and_on_a_bare_yield():
+    async def scenario() -> tuple[list[str], int]:
+        steps: list[str] = []
+        gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def callback() -> int:
+            steps.append("start")
+            await asyncio.sleep(0)  # a bare yield
+            steps.append("after yield")
+            value = await gate
+            steps.append("after future")
+            return value + 1
+
+        coro = callback()
+        awaiting = coro.send(None)  # run by hand up to its first wait, as the consumer does
+        assert awaiting is None and steps == ["start"]
+        task = asyncio.ensure_future(finish(coro, awaiting))
+        await asyncio.sleep(0.01)
+        assert steps == ["start", "after yield"] and not task.done()
+        gate.set_result(41)
+        return steps, await task
+
+    steps, result = asyncio.run(scenario())
+    assert steps == ["start", "after yield", "after future"] and result == 42
+
+
+def test_finish_passes_the_awaited_exception_into_the_coroutine():
+    async def scenario() -> None:
+        gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def callback() -> int:
+            return await gate
+
+        coro = callback()
+        awaiting = coro.send(None)
+        gate.set_exception(ValueError("bad"))
+        await finish(coro, awaiting)
+
+    with pytest.raises(ValueError, match="bad"):
+        asyncio.run(scenario())
+
+
+def test_broker_urls_with_the_scheme_use_the_monitor_transport():
+    from faust.transport.drivers import by_url
+
+    from streams.transport import Transport
+
+    register()
+    assert by_url(f"{SCHEME}://127.0.0.1:9092") is Transport
