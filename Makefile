@@ -29,5 +29,9 @@ broker: $(STAMP)
 down: $(STAMP)
 	$(BIN)/python -m streams.broker stop
 
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_worker --events 100000 --runs 3
+	$(BIN)/python -m benchmarks.bench_replay
+
 clean:
 	rm -rf .data

@@ -2,6 +2,8 @@
 
 (a) raw confluent-kafka consume + JSON decode: the limit of the machine;
 (b) a do-nothing Faust agent on the two input topics: the framework floor;
+(b') the same do-nothing agent on the monitor's transport (streams.transport), to show
+     how much of the worker's margin that transport alone buys;
 (c) the full worker (`faust -A streams.app worker`) with the embedded ClickHouse store.
 Each reads the same backlog from the beginning (fresh consumer group); the rate is
 events / (last event handled - first event handled), so start-up and group join do
@@ -28,6 +30,7 @@ from producers.scenarios import generate
 from streams.broker import start_broker, stop_broker
 from streams.settings import load_settings
 from streams.topics import create_topics, topic_env
+from streams.transport import SCHEME
 from tests.worker_harness import WorkerRun, worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,13 +82,15 @@ def main() -> int:
         result = replay(enumerate(generate("stable", rows=args.events // 2).rows, start=1), settings)
         total = result.events
         print(f"{total:,} events on {settings.topic_partitions} partitions per topic", file=sys.stderr)
-        rates: dict[str, list[float]] = {"raw": [], "noop": [], "worker": []}
+        rates: dict[str, list[float]] = {"raw": [], "noop": [], "noop-transport": [], "worker": []}
         for i in range(args.runs):
             rates["raw"].append(raw_rate(broker.bootstrap, list(settings.input_topics), total))
-            for name, module in (("noop", "benchmarks.noop_app"), ("worker", "streams.app")):
+            for name, module, extra in (("noop", "benchmarks.noop_app", {}),
+                                        ("noop-transport", "benchmarks.noop_app", {"NOOP_TRANSPORT": SCHEME}),
+                                        ("worker", "streams.app", {})):
                 workdir = data / f"{name}-{i}"
                 workdir.mkdir()
-                env = {**worker_env(broker.bootstrap, topics, workdir), "PYTHONPATH": str(ROOT)}
+                env = {**worker_env(broker.bootstrap, topics, workdir), "PYTHONPATH": str(ROOT), **extra}
                 rates[name].append(faust_rate(module, env, workdir, total))
             print(f"run {i + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items()), file=sys.stderr)
         print(f"events: {total:,}; runs: {args.runs}\n")
@@ -93,7 +98,8 @@ def main() -> int:
         print("| --- | ---: | ---: | ---: | ---: |")
         floor = statistics.median(rates["noop"])
         for name, label in (("raw", "raw confluent-kafka consume + orjson (events/s)"),
-                            ("noop", "do-nothing Faust agent (events/s)"),
+                            ("noop", "do-nothing Faust agent, stock Faust (events/s)"),
+                            ("noop-transport", "do-nothing agent on the monitor's transport (events/s)"),
                             ("worker", "full worker (events/s)")):
             low, mid, high = summary(rates[name]).split()
             print(f"| {label} | {low} | {mid} | {high} | {statistics.median(rates[name]) / floor:.2f} |")

@@ -1,21 +1,26 @@
 """The framework floor: a Faust agent on both input topics that does nothing with its events.
 
-Same broker settings as the monitor (streams.app); `/status` reports how many
-events it saw and when the first and last arrived.
+Stock Faust: its own Kafka transport, default sensors, one event at a time;
+`/status` reports how many events it saw and when the first and last arrived.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import faust
 
+from streams import transport
 from streams.settings import load_settings
+
+transport.register()
 
 settings = load_settings()
 app = faust.App(
     settings.app_id + "-noop",
-    broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")],
+    # NOOP_TRANSPORT=monitor-kafka: the same agent on the monitor's transport (streams.transport).
+    broker=[f"{os.environ.get('NOOP_TRANSPORT', 'kafka')}://{h}" for h in settings.kafka_bootstrap_servers.split(",")],
     topic_partitions=settings.topic_partitions,
     web_host=settings.web_host,
     web_port=settings.web_port,
