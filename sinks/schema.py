@@ -54,7 +54,8 @@ TABLES: dict[str, str] = {
         latency_ms Nullable(Float64),
         features String,
         kafka_partition UInt32,
-        joined_at {DT6}
+        joined_at {DT6},
+        late UInt8
     """,
     "window_metrics": f"""
         model LowCardinality(String),
@@ -73,7 +74,8 @@ TABLES: dict[str, str] = {
         rolling_accuracy Nullable(Float64),
         label_coverage Nullable(Float64),
         final UInt8,
-        updated_at {DT6}
+        updated_at {DT6},
+        late_labels UInt64
     """,
     "feature_drift": f"""
         model LowCardinality(String),
@@ -142,10 +144,21 @@ def columns(table: str) -> list[str]:
     return [line.split()[0] for line in TABLES[table].strip().splitlines() if line.strip()]
 
 
+# Columns added after a release: stores created before get them on start (ALTER ... IF NOT EXISTS).
+ADDED_COLUMNS: dict[str, list[str]] = {
+    "outcomes": ["late UInt8"],
+    "window_metrics": ["late_labels UInt64"],
+}
+
+
 def create_statements(database: str) -> list[str]:
+    """Create what is missing and add the columns newer releases write: a store of any age upgrades in place."""
     statements = [f"CREATE DATABASE IF NOT EXISTS `{database}`"]
     for table, body in TABLES.items():
         statements.append(
             f"CREATE TABLE IF NOT EXISTS `{database}`.`{table}` ({body.strip().rstrip(',')}) ENGINE = {ENGINES[table]}"
         )
+    for table, added in ADDED_COLUMNS.items():
+        statements.append(f"ALTER TABLE `{database}`.`{table}` "
+                          + ", ".join(f"ADD COLUMN IF NOT EXISTS {column}" for column in added))
     return statements

@@ -39,6 +39,7 @@ class WindowCounts:
     confidence_sum: float = 0.0
     confidence_n: int = 0
     confusion: dict[tuple[str, str], int] = field(default_factory=dict)
+    late_labels: int = 0  # outcomes joined after the window was final (they still count)
 
 
 def prediction_counts_sql(db: str, model: str, version: str, windows: Iterable[int], positive_label: str) -> str:
@@ -52,7 +53,7 @@ def prediction_counts_sql(db: str, model: str, version: str, windows: Iterable[i
 
 def confusion_sql(db: str, model: str, version: str, windows: Iterable[int]) -> str:
     return (
-        "SELECT toUnixTimestamp64Milli(window_start) AS w, prediction, label, count() "
+        "SELECT toUnixTimestamp64Milli(window_start) AS w, prediction, label, count(), sum(late) "
         f"FROM `{db}`.outcomes FINAL WHERE {_version_filter(model, version)} AND {_windows_filter(windows)} "
         "GROUP BY w, prediction, label"
     )
@@ -62,8 +63,10 @@ def window_counts(prediction_rows: Sequence[tuple], confusion_rows: Sequence[tup
     counts: dict[int, WindowCounts] = {}
     for w, n, positives, conf_sum, conf_n in prediction_rows:
         counts[int(w)] = WindowCounts(int(n), int(positives), float(conf_sum), int(conf_n))
-    for w, prediction, label, n in confusion_rows:
-        counts.setdefault(int(w), WindowCounts()).confusion[(prediction, label)] = int(n)
+    for w, prediction, label, n, late in confusion_rows:
+        window = counts.setdefault(int(w), WindowCounts())
+        window.confusion[(prediction, label)] = int(n)
+        window.late_labels += int(late)
     return counts
 
 

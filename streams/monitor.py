@@ -281,7 +281,7 @@ class Monitor:
                 # Partitions align by key: the label came from the same partition of the other topic.
                 self.version(result.prediction.model, result.prediction.model_version).event_time.observe(
                     (self.s.topic_ground_truth, message.partition), result.label.ts_ms, now)
-                outcome_rows.append(self._outcome_row(result, message.partition, wall))
+                outcome_rows.append(self._outcome_row(result, message.partition, wall, self._is_late(result)))
                 alert = self._learn(result, now_ms)
                 if alert is not None:
                     adwin_alerts.append(alert)
@@ -318,13 +318,19 @@ class Monitor:
     def _label_row(self, g: GroundTruth, m: RawMessage, now: float) -> list[Any]:
         return [g.request_id, g.label, _seconds(g.ts_ms), g.model, g.model_version, m.partition, m.offset, now]
 
-    def _outcome_row(self, o: Outcome, partition: int, now: float) -> list[Any]:
+    def _outcome_row(self, o: Outcome, partition: int, now: float, late: bool) -> list[Any]:
         p, g = o.prediction, o.label
         return [
             p.request_id, p.model, p.model_version, _seconds(window_start_ms(p.ts_ms, self.s.window_seconds)),
             _seconds(p.ts_ms), _seconds(g.ts_ms), p.prediction, g.label, int(o.correct), p.score, p.confidence,
-            p.latency_ms, orjson.dumps(p.features).decode(), partition, now,
+            p.latency_ms, orjson.dumps(p.features).decode(), partition, now, int(late),
         ]
+
+    def _is_late(self, outcome: Outcome) -> bool:
+        """Joined after its window became final: it still counts, and the window's late_labels says so."""
+        p = outcome.prediction
+        state = self.versions.get((p.model, p.model_version))
+        return state is not None and window_start_ms(p.ts_ms, self.s.window_seconds) in state.final
 
     def _learn(self, outcome: Outcome, now_ms: int) -> Alert | None:
         """Feed the outcome to the rolling accuracy and ADWIN, in join order."""
@@ -459,7 +465,7 @@ class Monitor:
                 c.positives / c.predictions if c.predictions else None,
                 c.confidence_sum / c.confidence_n if c.confidence_n else None,
                 rolling, fig.labeled / c.predictions if c.predictions else None,
-                int(w in state.final), now,
+                int(w in state.final), now, c.late_labels,
             ])
         drift_rows = await self._drift_rows(state, windows, now)
         return metrics_rows, drift_rows

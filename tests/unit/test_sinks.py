@@ -2,7 +2,7 @@ import orjson
 
 from sinks.clickhouse import parse_target
 from sinks.query import render
-from sinks.schema import columns, create_statements
+from sinks.schema import ADDED_COLUMNS, columns, create_statements
 
 
 def test_embedded_and_server_urls():
@@ -43,3 +43,10 @@ def test_render_formats():
                                                           {"w": "2026-01-02", "accuracy": None}]
     table = render(cols, rows, "table")
     assert "accuracy" in table and "NULL" in table and "2 row(s)" in table
+
+
+def test_added_columns_are_in_the_ddl_and_altered_in():
+    statements = create_statements("m")
+    for table, added in ADDED_COLUMNS.items():
+        assert all(column.split()[0] in columns(table) for column in added)
+        assert f"ALTER TABLE `m`.`{table}` " + ", ".join(f"ADD COLUMN IF NOT EXISTS {c}" for c in added) in statements
