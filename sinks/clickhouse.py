@@ -132,7 +132,7 @@ class ClickHouseStore:
         self.rows_written: dict[str, int] = {}
         self.rows_pending = 0  # handed to insert() but not yet accepted by ClickHouse
         self.outage_since: float | None = None  # monotonic time the current outage began
-        self.fail_writes_until = 0.0  # test hook: simulate an outage of the embedded engine
+        self.unavailable_until = 0.0  # monotonic; until then every call fails as if ClickHouse were down (tests)
 
     # -- plumbing -------------------------------------------------------------
     async def _call(self, fn: Callable[[], T]) -> T:
@@ -144,6 +144,7 @@ class ClickHouseStore:
         outage_since: float | None = None
         while True:
             try:
+                self._check_available()
                 result = await self._call(fn)
             except Exception as err:  # noqa: BLE001 - any failure is retried; rows stay held
                 self.failures += 1
@@ -162,6 +163,10 @@ class ClickHouseStore:
                 if self.on_outage:
                     self.on_outage(False, "")
             return result
+
+    def _check_available(self) -> None:
+        if self.unavailable_until > time.monotonic():
+            raise ConnectionError("ClickHouse unavailable (simulated outage)")
 
     def _writer(self) -> Client:
         if self._client is None:
@@ -192,8 +197,6 @@ class ClickHouseStore:
         names = columns(table)
 
         def write() -> None:
-            if self.fail_writes_until > time.monotonic():
-                raise ConnectionError("simulated ClickHouse outage")
             body = b"\n".join([orjson.dumps(row, default=_json_default, option=_JSON_OPTIONS) for row in rows])
             self._writer().raw_insert(f"`{self.database}`.`{table}`", names, body, fmt="JSONCompactEachRow")
 
@@ -210,6 +213,7 @@ class ClickHouseStore:
 
     def readonly_query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """A user's query, in a session of its own that ClickHouse keeps read-only."""
+        self._check_available()
         with self._reader_lock:
             if self._reader is None:
                 self._reader = open_client(self.target, readonly=True)

@@ -27,14 +27,13 @@ from sinks.writer import OrderedWriter
 from streams import transport
 from streams.alert_rules import Alert
 from streams.kafka_config import faust_credentials
-from streams.monitor import Monitor, RawMessage
+from streams.monitor import BATCH_MAX, Monitor, RawMessage
 from streams.observability import MonitorMetrics
 from streams.records import Rejection
 from streams.settings import SettingsError, load_settings
 from streams.startup import check_input_topics
 
 log = logging.getLogger(__name__)
-BATCH_MAX = 5000
 BATCH_LINGER_S = 0.25  # after a batch's first event, how long to wait for more
 INTAKE_DEPTH = 1  # batches waiting for the monitor while the agent collects the next
 

@@ -46,6 +46,7 @@ REFRESH_INTERVAL_S = 1.0
 REFRESH_SHARE = 0.1  # of the time, at most, spent refreshing figures while input keeps coming
 YIELD_EVERY = 500  # messages parsed between two chances for the event loop to run other tasks
 WRITE_DEPTH = 2  # batches waiting for ClickHouse before consumption pauses
+BATCH_MAX = 5000  # messages per batch handed to process_batch
 TOP_DRIFTED = 3
 
 

@@ -9,23 +9,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.figures_snapshot import snapshot
 from tests.kafka_helpers import unique_topics
 from tests.worker_harness import WorkerRun, worker_env
 
 pytestmark = pytest.mark.integration
-
-FIGURES = ("SELECT model, toUnixTimestamp64Milli(window_start), predictions, labeled, correct, accuracy, precision, "
-           "recall, f1, positive_rate, mean_confidence, final FROM monitoring.window_metrics FINAL ORDER BY 1, 2")
-DRIFT = ("SELECT model, toUnixTimestamp64Milli(window_start), feature, psi, n, drifted "
-         "FROM monitoring.feature_drift FINAL ORDER BY 1, 2, 3")
-OUTCOMES = "SELECT count(), uniqExact(request_id), sum(correct) FROM (SELECT * FROM monitoring.outcomes FINAL)"
-# ADWIN follows join order, which depends on how partitions interleave; every other alert is deterministic.
-ALERTS = "SELECT alert_id FROM monitoring.alerts FINAL WHERE type != 'error_rate_drift' ORDER BY 1"
-
-
-def _snapshot(run: WorkerRun) -> dict[str, list[tuple]]:
-    return {name: run.query(sql) for name, sql in
-            (("figures", FIGURES), ("drift", DRIFT), ("outcomes", OUTCOMES), ("alerts", ALERTS))}
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +41,7 @@ def test_three_kills_give_the_figures_of_an_uninterrupted_run(broker, replayed, 
     calm = WorkerRun(_env(broker, topics, tmp_path_factory.mktemp("calm")), tmp_path_factory.mktemp("calm-log"))
     calm.start().wait_until_settled(total)
     assert calm.stop() == 0
-    want = _snapshot(calm)
+    want = snapshot(calm)
 
     workdir = tmp_path_factory.mktemp("crashy")
     env = _env(broker, topics, workdir)
@@ -63,7 +51,7 @@ def test_three_kills_give_the_figures_of_an_uninterrupted_run(broker, replayed, 
         crashy.kill()
     crashy.start().wait_until_settled(total, counted_since_start=True)
     assert crashy.stop() == 0
-    got = _snapshot(crashy)
+    got = snapshot(crashy)
 
     assert got["outcomes"] == want["outcomes"]
     assert got["figures"] == want["figures"]
