@@ -31,7 +31,7 @@ REPLACING_TABLES = {"window_metrics", "feature_drift", "alerts", "predictions", 
 PANEL_COLUMNS: dict[tuple[str, str], list[str]] = {
     ("Accuracy per window (SLO 85%)", "A"): ["time", "model_version", "accuracy"],
     ("Label coverage (labeled / predictions)", "A"): ["time", "model_version", "label_coverage"],
-    ("PSI per feature", "A"): ["time", "feature", "model_version", "psi"],
+    ("PSI per feature over time (heatmap)", "A"): ["time", "feature", "model_version", "psi"],
     ("Prediction volume and positive rate", "A"): ["time", "model_version", "predictions"],
     ("Prediction volume and positive rate", "B"): ["time", "model_version", "positive_rate"],
     ("Mean confidence", "A"): ["time", "model_version", "mean_confidence"],
@@ -244,8 +244,20 @@ def test_thresholds_follow_the_settings_defaults() -> None:
     accuracy = panels["Accuracy per window (SLO 85%)"]["fieldConfig"]["defaults"]
     assert [s["value"] for s in accuracy["thresholds"]["steps"]] == [None, settings.accuracy_threshold]
     assert accuracy["custom"]["thresholdsStyle"]["mode"] != "off"
-    psi = panels["PSI per feature"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    psi = panels["PSI per feature over time (heatmap)"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
     assert [s["value"] for s in psi] == [None, settings.psi_warn, settings.psi_alert]
+
+
+def test_psi_panel_is_a_heatmap_of_features_by_window() -> None:
+    """The issue asks for a heatmap: one row per feature (and version), one cell per window, coloured by band."""
+    panel = {p["title"]: p for p in all_panels(load_dashboard())}["PSI per feature over time (heatmap)"]
+    defaults = panel["fieldConfig"]["defaults"]
+    assert panel["type"] == "state-timeline" and panel["options"]["mergeValues"] is False  # a cell per window
+    assert defaults["color"]["mode"] == "thresholds"
+    assert re.fullmatch(r"\$\{__field\.labels\.feature\} \$\{__field\.labels\.model_version\}",
+                        defaults["displayName"])
+    (target,) = panel["targets"]
+    assert (target["format"], target["queryType"]) == (0, "timeseries")  # long frame widened by feature/version
 
 
 # -- every query against the demo's results -----------------------------------------------------------
@@ -367,7 +379,7 @@ def test_psi_panel_covers_every_feature(demo_results: Any, scope: dict[str, Any]
     for model in scope["versions"]:
         features = {r[0] for r in demo_results.query(
             f"SELECT DISTINCT feature FROM monitoring.feature_drift FINAL WHERE model = '{model}'")}
-        rows = panel_rows(demo_results, scope, "PSI per feature", model)
+        rows = panel_rows(demo_results, scope, "PSI per feature over time (heatmap)", model)
         assert {r[1] for r in rows} == features
         assert all(r[3] is None or r[3] >= 0 for r in rows)
 

@@ -250,6 +250,28 @@ def test_grafana_provisioning_matches_the_compose_file(services):
     assert list((ROOT / "grafana" / "dashboards").glob("*.json")), "a dashboard to load"
 
 
+def test_one_clickhouse_plugin_version_everywhere(services):
+    """The installed plugin, the data source config and every dashboard query name the same version:
+    the plugin migrates a query or config it takes for an older version's."""
+    plugins = dict(p.split() for p in env_of(services["grafana"])["GF_INSTALL_PLUGINS"].split(","))
+    installed = plugins["grafana-clickhouse-datasource"]
+    provisioning = ROOT / "grafana" / "provisioning" / "datasources"
+    configs = [d["jsonData"]["version"] for f in sorted(provisioning.glob("*.y*ml"))
+               for d in yaml.safe_load(f.read_text())["datasources"] if d["type"] == "grafana-clickhouse-datasource"]
+    assert configs == [installed]
+
+    def targets(node: object) -> list[dict]:
+        if isinstance(node, dict):
+            found = [node] if "rawSql" in node else []
+            return found + [t for value in node.values() for t in targets(value)]
+        return [t for value in node for t in targets(value)] if isinstance(node, list) else []
+
+    for dashboard in sorted((ROOT / "grafana" / "dashboards").glob("*.json")):
+        queries = targets(json.loads(dashboard.read_text()))
+        assert queries, dashboard.name
+        assert {q.get("pluginVersion") for q in queries} == {installed}, dashboard.name
+
+
 # --- health and order ---
 
 @pytest.mark.parametrize("name", ["kafka", "clickhouse", "grafana", "worker"])
