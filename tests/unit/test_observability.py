@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -146,12 +147,40 @@ async def _scenario() -> str:
 
 
 @pytest.fixture(scope="module")
-def scraped() -> dict:
+def exposition() -> str:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, __file__], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
-    return samples(done.stdout)
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def scraped(exposition: str) -> dict:
+    return samples(exposition)
+
+
+def readme_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """name -> (type, labels) of each row of README's `## Prometheus metrics` table."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Prometheus metrics\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(model_monitor_\w+)` \| (\w+) \|\s*([\w, ]*?)\s*\|", section, flags=re.M)
+    return {name: (kind, tuple(sorted(filter(None, (s.strip() for s in labels.split(",")))))) for name, kind, labels in rows}
+
+
+def test_readme_documents_every_metric_by_its_exposed_name_type_and_labels(exposition):
+    """Every `model_monitor_*` family the worker serves is in the README table, named as a scrape
+    shows it (counters with `_total`), with its type and labels; and the table lists nothing else."""
+    served = {}
+    for family in text_string_to_metric_families(exposition):
+        if not family.name.startswith("model_monitor_"):
+            continue
+        name = family.name + ("_total" if family.type == "counter" else "")
+        labels = {k for s in family.samples for k in s.labels if k != "le"}
+        served[name] = (family.type, tuple(sorted(labels)))
+    documented = readme_metrics()
+    assert len(documented) >= 20, "the README table was not found or not parsed"
+    assert documented == served
 
 
 def test_messages_per_topic_and_the_flow_counters(scraped):
