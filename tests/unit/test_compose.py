@@ -281,6 +281,16 @@ def test_health_checks_exist(services, name):
     assert check["test"][0] in {"CMD", "CMD-SHELL"} and len(check["test"]) >= 2
 
 
+def test_one_shot_services_drop_the_image_health_check(services):
+    """The Dockerfile's HEALTHCHECK asks the worker's /status: a tool run from the same image serves
+    none, and would be reported unhealthy while it runs."""
+    image_check = [args for instr, args in dockerfile() if instr == "HEALTHCHECK"]
+    assert image_check and "/status" in image_check[0]
+    for name in MONITOR_SERVICES:
+        if name != "worker":
+            assert services[name].get("healthcheck") == {"disable": True}, name
+
+
 def test_worker_health_check_asks_the_status_page(services):
     worker = load_settings(env_of(services["worker"]))
     test = " ".join(services["worker"]["healthcheck"]["test"])
