@@ -53,3 +53,34 @@ def demo_results(broker: Broker, tmp_path_factory: pytest.TempPathFactory):
     run.wait_until_settled(total)
     assert run.stop() == 0, run.log_tail()
     return run
+
+
+# The ClickHouse HTTP front (sinks/http_front.py): several processes on one real engine.
+from collections.abc import Callable  # noqa: E402 - appended with these fixtures
+from pathlib import Path  # noqa: E402
+
+from sinks.http_front import FrontProcess, start_front  # noqa: E402
+
+
+@pytest.fixture
+def start_clickhouse_front() -> Iterator[Callable[..., FrontProcess]]:
+    """``start(path, port=0)`` runs ``python -m sinks.http_front`` on a store directory and
+    returns once it accepts connections (``.url``, ``.port``, ``.stop()``). Stop it for an
+    outage (connections are refused) and start it again on the same path and port. Every
+    front started is stopped at teardown."""
+    started: list[FrontProcess] = []
+
+    def start(path: Path, port: int = 0) -> FrontProcess:
+        front = start_front(path, port=port)
+        started.append(front)
+        return front
+
+    yield start
+    for front in started:
+        front.stop()
+
+
+@pytest.fixture
+def clickhouse_front(start_clickhouse_front: Callable[..., FrontProcess], tmp_path: Path) -> FrontProcess:
+    """A ClickHouse HTTP front over a fresh embedded store, on a free port of 127.0.0.1."""
+    return start_clickhouse_front(tmp_path / "clickhouse")
