@@ -132,6 +132,7 @@ class ClickHouseStore:
         self.rows_written: dict[str, int] = {}
         self.rows_pending = 0  # handed to insert() but not yet accepted by ClickHouse
         self.outage_since: float | None = None  # monotonic time the current outage began
+        self.recovered_at = 0.0  # monotonic time the last outage ended
         self.unavailable_until = 0.0  # monotonic; until then every call fails as if ClickHouse were down (tests)
 
     # -- plumbing -------------------------------------------------------------
@@ -140,16 +141,19 @@ class ClickHouseStore:
         return await loop.run_in_executor(self._executor, fn)
 
     async def _with_retry(self, what: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` until ClickHouse accepts it. One warning per outage, however many calls
+        are waiting on it, and one line when the first of them gets through."""
         delay = self.retry_initial
-        outage_since: float | None = None
+        failed = False
         while True:
             try:
                 self._check_available()
                 result = await self._call(fn)
             except Exception as err:  # noqa: BLE001 - any failure is retried; rows stay held
                 self.failures += 1
-                if outage_since is None:
-                    outage_since = self.outage_since = time.monotonic()
+                failed = True
+                if self.outage_since is None:
+                    self.outage_since = time.monotonic()
                     log.warning("ClickHouse unavailable during %s (%s): holding rows and retrying", what,
                                 str(err).splitlines()[0][:200])
                     if self.on_outage:
@@ -157,9 +161,10 @@ class ClickHouseStore:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
                 continue
-            if outage_since is not None:
+            if failed and self.outage_since is not None:
+                self.recovered_at = time.monotonic()
+                log.warning("ClickHouse is back after %.1f s: %s resumed", self.recovered_at - self.outage_since, what)
                 self.outage_since = None
-                log.warning("ClickHouse is back after %.1f s: %s resumed", time.monotonic() - outage_since, what)
                 if self.on_outage:
                     self.on_outage(False, "")
             return result

@@ -125,6 +125,18 @@ TABLES: dict[str, str] = {
         evaluated_watermark Int64,
         updated_at {DT6}
     """,
+    # Each worker's view of the input partitions it reads, for the others' watermarks:
+    # model = model_version = '' is the partition's own clock, other rows a model version's.
+    "partition_progress": f"""
+        app_id String,
+        topic String,
+        partition UInt32,
+        model String,
+        model_version String,
+        max_event_ms Int64,
+        drained UInt8,
+        updated_at {DT6}
+    """,
 }
 
 ENGINES: dict[str, str] = {
@@ -136,6 +148,7 @@ ENGINES: dict[str, str] = {
     "alerts": "ReplacingMergeTree ORDER BY alert_id",
     "references": "ReplacingMergeTree(chosen_at) ORDER BY (model, model_version)",
     "checkpoints": "ReplacingMergeTree(updated_at) ORDER BY (app_id, model, model_version)",
+    "partition_progress": "ReplacingMergeTree(updated_at) ORDER BY (app_id, topic, partition, model, model_version)",
 }
 
 

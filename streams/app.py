@@ -43,8 +43,9 @@ except SettingsError as err:
     print(f"model-monitor: {err}", file=sys.stderr)
     raise SystemExit(2) from None
 
+input_partition_count = 0
 if "worker" in sys.argv[1:]:
-    check_input_topics(settings)
+    input_partition_count = check_input_topics(settings)
     Path(settings.data_dir, "faust").mkdir(parents=True, exist_ok=True)
 
 transport.register()
@@ -96,6 +97,7 @@ class KafkaOutbox:
 
 store = ClickHouseStore(parse_target(settings.clickhouse_dsn()))
 monitor = Monitor(settings, store, KafkaOutbox())
+monitor.input_partitions = {(topic, p) for topic in settings.input_topics for p in range(input_partition_count)}
 
 
 def partition_end(source: tuple[str, int]) -> tuple[int | None, int | None]:
@@ -145,9 +147,13 @@ async def batches(channel: faust.ChannelT, most: int, linger: float) -> AsyncIte
     ``linger`` seconds for more (fewer, larger ClickHouse inserts)."""
     queue = channel.queue
     while True:
-        events = [await channel.__anext__()]
+        try:
+            events = [await channel.__anext__()]
+        except StopAsyncIteration:  # the channel closed: the worker is stopping
+            return
         deadline = time.monotonic() + linger
-        while len(events) < most:
+        ended = False
+        while len(events) < most and not ended:
             while len(events) < most and not queue.empty():
                 events.append(queue.get_nowait())
             remaining = deadline - time.monotonic()
@@ -157,7 +163,11 @@ async def batches(channel: faust.ChannelT, most: int, linger: float) -> AsyncIte
                 events.append(await asyncio.wait_for(channel.__anext__(), remaining))
             except TimeoutError:
                 break
+            except StopAsyncIteration:
+                ended = True
         yield events
+        if ended:
+            return
 
 
 async def process(events: list[faust.EventT]) -> None:
@@ -196,8 +206,9 @@ async def flush_on_shutdown(sender: faust.App, **kwargs: object) -> None:
 
 @app.on_partitions_assigned.connect
 async def track_assignment(sender: faust.App, assigned: set, **kwargs: object) -> None:
-    """Every assigned input partition takes part in the event-time watermark."""
-    monitor.assign({(tp.topic, tp.partition) for tp in assigned})
+    """Every assigned input partition takes part in the event-time watermark; after a
+    rebalance, the memory of newly assigned partitions is rebuilt before they are read."""
+    monitor.take_partitions({(tp.topic, tp.partition) for tp in assigned})
 
 
 @app.on_partitions_revoked.connect
@@ -245,6 +256,8 @@ async def status_page(web, request):  # type: ignore[no-untyped-def]
         "counters": monitor.counters.__dict__,
         "pending_predictions": len(monitor.join.pending_predictions),
         "pending_labels": len(monitor.join.pending_labels),
+        "assigned": sorted(monitor.assigned),
+        "evaluates_alerts": monitor.evaluates_alerts,
     })
 
 

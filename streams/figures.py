@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import numpy as np
 
@@ -36,7 +37,9 @@ class WindowCounts:
 
     predictions: int = 0
     positives: int = 0
-    confidence_sum: float = 0.0
+    # Exact (Decimal, 15 places per value): a float sum depends on the order the engine adds
+    # in, so two computations of one window could differ in the last bit.
+    confidence_sum: Decimal = Decimal(0)
     confidence_n: int = 0
     confusion: dict[tuple[str, str], int] = field(default_factory=dict)
     late_labels: int = 0  # outcomes joined after the window was final (they still count)
@@ -45,7 +48,7 @@ class WindowCounts:
 def prediction_counts_sql(db: str, model: str, version: str, windows: Iterable[int], positive_label: str) -> str:
     return (
         "SELECT toUnixTimestamp64Milli(window_start) AS w, count(), countIf(prediction = "
-        f"{quote(positive_label)}), sumKahan(ifNull(confidence, 0)), count(confidence) "
+        f"{quote(positive_label)}), sum(toDecimal128(ifNull(confidence, 0), 15)), count(confidence) "
         f"FROM `{db}`.predictions FINAL WHERE {_version_filter(model, version)} AND {_windows_filter(windows)} "
         "GROUP BY w"
     )
@@ -62,7 +65,7 @@ def confusion_sql(db: str, model: str, version: str, windows: Iterable[int]) -> 
 def window_counts(prediction_rows: Sequence[tuple], confusion_rows: Sequence[tuple]) -> dict[int, WindowCounts]:
     counts: dict[int, WindowCounts] = {}
     for w, n, positives, conf_sum, conf_n in prediction_rows:
-        counts[int(w)] = WindowCounts(int(n), int(positives), float(conf_sum), int(conf_n))
+        counts[int(w)] = WindowCounts(int(n), int(positives), Decimal(conf_sum), int(conf_n))
     for w, prediction, label, n, late in confusion_rows:
         window = counts.setdefault(int(w), WindowCounts())
         window.confusion[(prediction, label)] = int(n)

@@ -34,6 +34,7 @@ from streams.canonical import canonical_class
 from streams.join import DUPLICATE, JoinState, Outcome
 from streams.metrics import classification_figures
 from streams.parsing import FUTURE_SKEW_MS, parse_ground_truth, parse_prediction
+from streams.progress import PARTITION_CLOCK, ForeignProgress, Source
 from streams.psi import NumericReference, psi, psi_band
 from streams.records import GroundTruth, Prediction, Rejection
 from streams.reference import Reference, ReferenceFile, build_reference, load_reference_file
@@ -137,6 +138,7 @@ class Monitor:
         self.refreshed_messages = 0
         self.first_message_at: float | None = None  # wall clock, for throughput measurements
         self.last_message_at: float | None = None
+        self._last_input: float | None = None  # monotonic time of the last batch
         self.resume_after: dict[tuple[str, int], int] = {}
         self.reference_file: ReferenceFile | None = (
             load_reference_file(settings.reference_path, bins=settings.psi_bins) if settings.reference_path else None
@@ -145,12 +147,44 @@ class Monitor:
         self._refresh_cost = 0.0
         self.writer = OrderedWriter(depth=WRITE_DEPTH)
         self.assigned: set[tuple[str, int]] = set()
+        # Every partition of the input topics (set by the app from Kafka's metadata). Those this
+        # worker does not read are read by others: their progress comes from the store.
+        self.input_partitions: set[tuple[str, int]] = set()
+        self._progress_written: dict[tuple[Source, tuple[str, str]], tuple[int, bool]] = {}
+        self._evaluation_adopted = True  # False when this worker just became the one that evaluates alerts
+        self.unrecovered: set[tuple[str, int]] = set()  # assigned, memory not yet rebuilt from the store
+        self.started = False
         self.lock = asyncio.Lock()
 
     async def start(self) -> None:
         """Create the tables if missing and rebuild memory from what they hold."""
         await self.store.start()
         await Recovery(self).run()
+        self.started = True
+
+    @property
+    def evaluates_alerts(self) -> bool:
+        """One worker of an app decides window alerts: the one reading partition 0 of the
+        predictions topic (every worker's figures are the same; one voice avoids repeats)."""
+        return not self.input_partitions or (self.s.topic_predictions, 0) in self.assigned
+
+    def take_partitions(self, partitions: set[tuple[str, int]]) -> None:
+        """A rebalance gave this worker these partitions: their memory is rebuilt from the
+        store before the first of their messages is processed (see recover_partitions)."""
+        self.unrecovered |= {s for s in partitions if s[0] in self.s.input_topics and s not in self.assigned}
+        self.assign(partitions)
+
+    async def recover_partitions(self) -> None:
+        """Rebuild the memory of newly assigned partitions.
+
+        Done lazily, inside the monitor's own sequence of batches and refreshes, so no
+        message of a partition can be processed before its offsets and pending halves are
+        back, whatever order Faust runs its rebalance callbacks and fetches in. All at
+        once: a label's partition and its prediction's must be back together, or a label
+        read first would wait beside a prediction restored after it without joining."""
+        if self.unrecovered:
+            todo, self.unrecovered = self.unrecovered, set()
+            await Recovery(self).partitions(todo)
 
     async def close(self) -> None:
         """Write everything held: the last facts, figures and alerts."""
@@ -169,24 +203,30 @@ class Monitor:
         """Partitions this worker reads: each holds the watermark back until it has spoken."""
         now = time.monotonic()
         clocks = [self.event_time, *(v.event_time for v in self.versions.values())]
+        evaluated = self.evaluates_alerts
+        self.unrecovered -= revoked
         for source in revoked:
             self.assigned.discard(source)
             for clock in clocks:
                 clock.forget(source)
+        self._progress_written = {k: v for k, v in self._progress_written.items() if k[0] not in revoked}
         for source in partitions:
             if source[0] in self.s.input_topics:
                 self.assigned.add(source)
                 self.assigned_at[source] = now
                 for clock in clocks:
                     clock.register(source, now)
+        if self.evaluates_alerts and not evaluated:
+            self._evaluation_adopted = False
 
     def drained(self, source: tuple[str, int]) -> bool:
         """Has this worker processed everything the partition holds (up to its high watermark)?
 
         Only then may a partition stop holding the watermark back: during a backlog an
         unread partition is not idle, merely behind. A partition that delivered nothing
-        since start is drained when its committed offset is at its end, or after
-        MONITOR_IDLE_SECONDS (ten times that when it reports messages).
+        since start is drained when its committed offset is at its end, once no input at
+        all came for MONITOR_IDLE_SECONDS, or ten times that after it was assigned when it
+        reports messages; time ClickHouse was down does not count (input was paused).
         """
         highwater, committed = self.partition_end(source)
         last = self.last_offset.get(source)
@@ -196,8 +236,14 @@ class Monitor:
             return True
         # Nothing delivered yet although the partition may hold messages: hold back, but not for ever
         # (a partition whose records were all deleted by retention never delivers anything).
-        patience = self.s.idle_partition_seconds * (1 if highwater is None else 10)
-        return time.monotonic() - self.assigned_at.get(source, 0.0) > patience
+        # Time spent waiting for ClickHouse does not count: consumption was paused, not idle.
+        now, patience = time.monotonic(), self.s.idle_partition_seconds
+        if self.store.outage_since is not None:
+            return False
+        assigned_at = max(self.assigned_at.get(source, 0.0), self.store.recovered_at)
+        if now - max(assigned_at, self._last_input or 0.0) > patience:
+            return True  # no input at all for a while: this one has nothing to deliver
+        return highwater is not None and now - assigned_at > 10 * patience
 
     # -- per-version state ---------------------------------------------------
     def version(self, model: str, version: str) -> VersionState:
@@ -232,6 +278,7 @@ class Monitor:
         """
         if self.first_message_at is None:
             self.first_message_at = time.time()
+        await self.recover_partitions()
         prediction_rows: list[list[Any]] = []
         label_rows: list[list[Any]] = []
         outcome_rows: list[list[Any]] = []
@@ -293,6 +340,7 @@ class Monitor:
         await self.writer.submit(partial(self._write_facts, outcome_rows, label_rows, prediction_rows, adwin_alerts,
                                          on_written))
         self.last_message_at = time.time()
+        self._last_input = time.monotonic()
         await self.refresh_if_due()
 
     async def _write_facts(self, outcome_rows: list[list[Any]], label_rows: list[list[Any]],
@@ -361,8 +409,10 @@ class Monitor:
         """Recompute touched windows, write their rows, evaluate windows that closed or became final."""
         started = time.monotonic()
         await self.writer.drain()  # the figures are computed from the facts: all of them stored first
+        await self.recover_partitions()
+        foreign = await self._exchange_progress()
         seen = self.counters.messages
-        self.watermark_ms = max(self.watermark_ms, self.event_time.value(self.drained))
+        self.watermark_ms = max(self.watermark_ms, self.event_time.value(self.drained, foreign.clock()))
         expired_p, expired_g = self.join.expire(self.watermark_ms)
         self.counters.expired_predictions += len(expired_p)
         self.counters.unmatched_labels += len(expired_g)
@@ -371,8 +421,13 @@ class Monitor:
                      self.s.join_ttl_seconds)
         pending_alerts: list[Alert] = []
         now_ms = int(self.clock() * 1000)
+        evaluates = self.evaluates_alerts
+        if evaluates and not self._evaluation_adopted:
+            await Recovery(self).evaluations()  # continue where the previous evaluating worker stopped
+            self._evaluation_adopted = True
         for state in list(self.versions.values()):
-            state.watermark_ms = max(state.watermark_ms, state.event_time.value(self.drained))
+            clock = foreign.clock((state.model, state.version))
+            state.watermark_ms = max(state.watermark_ms, state.event_time.value(self.drained, clock))
             newly_closed, newly_final = self._advance(state)
             await self._ensure_reference(state)
             await self._ensure_baseline(state, newly_final)
@@ -381,16 +436,43 @@ class Monitor:
                 state.dirty.clear()
                 await self.store.insert("window_metrics", metrics_rows)
                 await self.store.insert("feature_drift", drift_rows)
-            pending_alerts += self._evaluate(state, newly_closed, newly_final, now_ms)
-        await self._publish(pending_alerts)
-        checkpoints = [[self.s.app_id, v.model, v.version, v.watermark_ms, time.time()]
-                       for v in self.versions.values() if v.watermark_ms != v.evaluated_watermark]
-        await self.store.insert("checkpoints", checkpoints)
-        for v in self.versions.values():
-            v.evaluated_watermark = v.watermark_ms
+            if evaluates:
+                pending_alerts += self._evaluate(state, newly_closed, newly_final, now_ms)
+        if evaluates:
+            await self._publish(pending_alerts)
+            checkpoints = [[self.s.app_id, v.model, v.version, v.watermark_ms, time.time()]
+                           for v in self.versions.values() if v.watermark_ms != v.evaluated_watermark]
+            await self.store.insert("checkpoints", checkpoints)
+            for v in self.versions.values():
+                v.evaluated_watermark = v.watermark_ms
         self.refreshed_messages = seen
         self._last_refresh = time.monotonic()
         self._refresh_cost = self._last_refresh - started
+
+    async def _exchange_progress(self) -> ForeignProgress:
+        """Report the partitions this worker reads; read what the others report of theirs.
+
+        Rows are written after the facts they vouch for (the writer is drained first),
+        so a watermark computed from them never runs ahead of what the store holds."""
+        now = time.time()
+        rows = []
+        for source in sorted(self.assigned):
+            drained = self.drained(source)
+            clocks = [(PARTITION_CLOCK, self.event_time.max_ts.get(source, -1))]
+            clocks += [((v.model, v.version), v.event_time.max_ts[source])
+                       for v in self.versions.values() if source in v.event_time.max_ts]
+            for version, ts in clocks:
+                if self._progress_written.get((source, version)) != (ts, drained):
+                    self._progress_written[(source, version)] = (ts, drained)
+                    rows.append([self.s.app_id, source[0], source[1], version[0], version[1], ts, int(drained), now])
+        await self.store.insert("partition_progress", rows)
+        others = self.input_partitions - self.assigned
+        if not others:
+            return ForeignProgress()
+        reported = await self.store.query(
+            "SELECT topic, partition, model, model_version, max_event_ms, drained "
+            f"FROM `{self.db}`.partition_progress FINAL WHERE app_id = {figures.quote(self.s.app_id)}")
+        return ForeignProgress.from_rows(reported, others)
 
     def _advance(self, state: VersionState) -> tuple[list[int], list[int]]:
         newly_closed, newly_final = [], []
@@ -452,8 +534,10 @@ class Monitor:
         return figures.window_counts(pred, conf)
 
     async def _compute(self, state: VersionState, windows: list[int]) -> tuple[list[list[Any]], list[list[Any]]]:
-        counts = await self._counts(state, windows)
+        # Stamped before reading: of two workers' rows for a window, the newer one read the
+        # facts later, so the row that wins in window_metrics FINAL is never the staler one.
         now = time.time()
+        counts = await self._counts(state, windows)
         rolling = state.rolling_accuracy()
         metrics_rows = []
         for w in windows:
@@ -464,7 +548,7 @@ class Monitor:
                 state.model, state.version, _seconds(w), _seconds(window_end_ms(w, self.s.window_seconds)),
                 c.predictions, fig.labeled, fig.correct, fig.accuracy, fig.precision, fig.recall, fig.f1,
                 c.positives / c.predictions if c.predictions else None,
-                c.confidence_sum / c.confidence_n if c.confidence_n else None,
+                float(c.confidence_sum / c.confidence_n) if c.confidence_n else None,
                 rolling, fig.labeled / c.predictions if c.predictions else None,
                 int(w in state.final), now, c.late_labels,
             ])
@@ -577,9 +661,11 @@ class Recovery:
     """Rebuild a monitor's memory from the facts in ClickHouse after a start or a crash.
 
     Facts are written before their Kafka offsets are committed, so the store holds
-    at least everything that was acknowledged: pending halves, offsets already
-    processed (replayed messages up to them are skipped), windows, references,
-    alert states, and ADWIN / rolling accuracy replayed in join order.
+    at least everything that was acknowledged. ``run`` restores what is about the
+    model versions (windows, references, ADWIN / rolling accuracy replayed in join
+    order, alert states); ``partitions`` what is about the partitions this worker
+    reads (their clocks, the offsets already processed - replayed messages up to them
+    are skipped - and the pending halves of the join), at start and after a rebalance.
     """
 
     def __init__(self, monitor: Monitor) -> None:
@@ -588,45 +674,92 @@ class Recovery:
 
     async def run(self) -> None:
         m, db = self.m, self.db
+        [(facts,)] = await m.store.query(f"SELECT (SELECT count() FROM `{db}`.predictions) + "
+                                         f"(SELECT count() FROM `{db}`.labels)")
+        if not facts:
+            return
+        await self._versions()
+        await self.evaluations()
+        log.info("Recovered state: %d model versions, %d alerts", len(m.versions), len(m.book.firing))
+
+    async def partitions(self, sources: set[tuple[str, int]]) -> None:
+        """Clocks, processed offsets and pending halves of these partitions."""
+        m, db = self.m, self.db
+        if not sources:
+            return
+        seeded: list[int] = []
         for table, column, topic in (("predictions", "predicted_at", m.s.topic_predictions),
                                      ("labels", "labeled_at", m.s.topic_ground_truth)):
-            rows = await m.store.query(f"SELECT kafka_partition, max(toUnixTimestamp64Milli({column})) "
-                                       f"FROM `{db}`.{table} GROUP BY kafka_partition")
-            for partition, ts in rows:
+            mine = self._mine(sources, topic)
+            rows = await m.store.query(f"SELECT kafka_partition, max(toUnixTimestamp64Milli({column})), "
+                                       f"max(kafka_offset) FROM `{db}`.{table} WHERE {mine} GROUP BY kafka_partition")
+            for partition, ts, offset in rows:
                 m.event_time.seed((topic, int(partition)), int(ts))
-        m.watermark_ms = m.event_time.value(m.drained)
-        if m.watermark_ms == 0:
-            return
-        await self._offsets()
-        await self._pending()
-        await self._versions()
-        await self._alerts()
-        log.info("Recovered state: watermark %s, %d pending predictions, %d pending labels, %d model versions",
-                 rules.iso_ms(m.watermark_ms), len(m.join.pending_predictions), len(m.join.pending_labels),
-                 len(m.versions))
-
-    async def _offsets(self) -> None:
-        m = self.m
-        for table, topic in (("predictions", m.s.topic_predictions), ("labels", m.s.topic_ground_truth)):
-            rows = await m.store.query(
-                f"SELECT kafka_partition, max(kafka_offset) FROM `{self.db}`.{table} GROUP BY kafka_partition")
-            for partition, offset in rows:
                 m.resume_after[(topic, int(partition))] = int(offset)
+                seeded.append(int(ts))
+        for table, column, topic in (("predictions", "predicted_at", m.s.topic_predictions),
+                                     ("outcomes", "labeled_at", m.s.topic_ground_truth)):
+            rows = await m.store.query(
+                f"SELECT model, model_version, kafka_partition, max(toUnixTimestamp64Milli({column})) "
+                f"FROM `{db}`.{table} WHERE {self._mine(sources, topic)} GROUP BY model, model_version, kafka_partition")
+            for model, version, partition, ts in rows:
+                m.version(model, version).event_time.seed((topic, int(partition)), int(ts))
+        await self._complete_halves(sources)
+        if seeded:
+            await self._pending(sources, horizon=min(seeded) - m.join.ttl_ms)
+        log.info("Recovered %d partitions: %d pending predictions, %d pending labels in all", len(sources),
+                 len(m.join.pending_predictions), len(m.join.pending_labels))
 
-    async def _pending(self) -> None:
+    @staticmethod
+    def _mine(sources: set[tuple[str, int]], topic: str) -> str:
+        partitions = sorted(p for t, p in sources if t == topic)
+        return f"kafka_partition IN ({', '.join(map(str, partitions))})" if partitions else "0"
+
+    async def _complete_halves(self, sources: set[tuple[str, int]]) -> None:
+        """Write the halves of stored outcomes that a crash kept from being written.
+
+        A batch's outcomes are written before its halves (a half's row marks its offset as
+        done). Killed in between, the halves are read again, and each is taken for a
+        duplicate of a request already joined: write them now from the outcome."""
         m, db = self.m, self.db
-        horizon = m.watermark_ms - m.join.ttl_ms
+        now = time.time()
+        rows = await m.store.query(
+            "SELECT request_id, model, model_version, toUnixTimestamp64Milli(predicted_at), prediction, score, "
+            f"confidence, latency_ms, features, kafka_partition FROM `{db}`.outcomes FINAL "
+            f"WHERE {self._mine(sources, m.s.topic_predictions)} "
+            f"AND request_id NOT IN (SELECT request_id FROM `{db}`.predictions)")
+        predictions = [m._prediction_row(
+            Prediction(rid, model, version, int(ts), pred, score, conf, None, orjson.loads(feats), latency),
+            RawMessage(m.s.topic_predictions, int(partition), -1, None, None), now)
+            for rid, model, version, ts, pred, score, conf, latency, feats, partition in rows]
+        rows = await m.store.query(
+            "SELECT request_id, label, toUnixTimestamp64Milli(labeled_at), model, model_version, kafka_partition "
+            f"FROM `{db}`.outcomes FINAL WHERE {self._mine(sources, m.s.topic_ground_truth)} "
+            f"AND request_id NOT IN (SELECT request_id FROM `{db}`.labels)")
+        labels = [m._label_row(GroundTruth(rid, label, int(ts), model, version),
+                               RawMessage(m.s.topic_ground_truth, int(partition), -1, None, None), now)
+                  for rid, label, ts, model, version, partition in rows]
+        await m.store.insert("predictions", predictions)
+        await m.store.insert("labels", labels)
+        if predictions or labels:
+            log.info("Wrote %d predictions and %d labels of outcomes stored before a crash", len(predictions),
+                     len(labels))
+
+    async def _pending(self, sources: set[tuple[str, int]], horizon: int) -> None:
+        m, db = self.m, self.db
         rows = await m.store.query(
             "SELECT request_id, model, model_version, toUnixTimestamp64Milli(predicted_at), prediction, score, "
             f"confidence, latency_ms, features FROM `{db}`.predictions FINAL "
-            f"WHERE predicted_at >= fromUnixTimestamp64Milli(toInt64({horizon}), 'UTC') "
+            f"WHERE {self._mine(sources, m.s.topic_predictions)} "
+            f"AND predicted_at >= fromUnixTimestamp64Milli(toInt64({horizon}), 'UTC') "
             f"AND request_id NOT IN (SELECT request_id FROM `{db}`.outcomes)")
         for rid, model, version, ts, pred, score, conf, latency, feats in rows:
             m.join.restore_prediction(Prediction(rid, model, version, int(ts), pred, score, conf, None,
                                                  orjson.loads(feats), latency))
         rows = await m.store.query(
             "SELECT request_id, label, toUnixTimestamp64Milli(labeled_at), model, model_version "
-            f"FROM `{db}`.labels FINAL WHERE labeled_at >= fromUnixTimestamp64Milli(toInt64({horizon}), 'UTC') "
+            f"FROM `{db}`.labels FINAL WHERE {self._mine(sources, m.s.topic_ground_truth)} "
+            f"AND labeled_at >= fromUnixTimestamp64Milli(toInt64({horizon}), 'UTC') "
             f"AND request_id NOT IN (SELECT request_id FROM `{db}`.outcomes)")
         for rid, label, ts, model, version in rows:
             m.join.restore_label(GroundTruth(rid, label, int(ts), model, version))
@@ -640,31 +773,29 @@ class Recovery:
             state = m.version(model, version)
             state.windows.update(int(w) for w in windows)
             state.classes.update(classes)
-        for table, column, topic in (("predictions", "predicted_at", m.s.topic_predictions),
-                                     ("outcomes", "labeled_at", m.s.topic_ground_truth)):
-            rows = await m.store.query(
-                f"SELECT model, model_version, kafka_partition, max(toUnixTimestamp64Milli({column})) "
-                f"FROM `{db}`.{table} GROUP BY model, model_version, kafka_partition")
-            for model, version, partition, ts in rows:
-                m.version(model, version).event_time.seed((topic, int(partition)), int(ts))
-        rows = await m.store.query(
-            "SELECT model, model_version, max(evaluated_watermark) FROM "
-            f"`{db}`.checkpoints FINAL WHERE app_id = {figures.quote(m.s.app_id)} GROUP BY model, model_version")
-        evaluated = {(model, version): int(w) for model, version, w in rows}
-        for state in m.versions.values():
-            done = evaluated.get((state.model, state.version), -1)
-            state.watermark_ms = state.evaluated_watermark = max(done, 0)
-            # Windows evaluated before the restart keep their alert decisions; later ones are evaluated anew.
-            state.closed.update(w for w in state.windows if is_closed(w, done, m.s.window_seconds))
-            state.final.update(w for w in state.windows
-                               if is_final(w, done, m.s.window_seconds, m.s.label_grace_seconds))
-            state.dirty.update(state.windows - state.final)
         rows = await m.store.query(
             f"SELECT model, model_version, groupUniqArray(label) FROM `{db}`.outcomes GROUP BY model, model_version")
         for model, version, labels in rows:
             m.version(model, version).classes.update(labels)
         await self._references()
         await self._learners()
+
+    async def evaluations(self) -> None:
+        """How far the app's alert evaluation got (checkpoints) and the alert states it left:
+        windows evaluated before keep their decisions, later ones are evaluated anew."""
+        m, db = self.m, self.db
+        rows = await m.store.query(
+            "SELECT model, model_version, max(evaluated_watermark) FROM "
+            f"`{db}`.checkpoints FINAL WHERE app_id = {figures.quote(m.s.app_id)} GROUP BY model, model_version")
+        evaluated = {(model, version): int(w) for model, version, w in rows}
+        for state in m.versions.values():
+            done = max(evaluated.get((state.model, state.version), -1), 0)
+            state.watermark_ms = state.evaluated_watermark = done
+            state.closed = {w for w in state.windows if is_closed(w, done, m.s.window_seconds)}
+            state.final = {w for w in state.windows if is_final(w, done, m.s.window_seconds, m.s.label_grace_seconds)}
+            state.dirty.update(state.windows - state.final)
+        m.book = AlertBook()
+        await self._alerts()
 
     async def _references(self) -> None:
         m, db = self.m, self.db

@@ -27,8 +27,9 @@ def input_topic_problem(counts: dict[str, int | None], settings: Settings) -> st
     return problems[0] if problems else None
 
 
-def check_input_topics(settings: Settings) -> None:
-    """Exit with one line when Kafka is unreachable or the input topics cannot be joined."""
+def check_input_topics(settings: Settings) -> int:
+    """Exit with one line when Kafka is unreachable or the input topics cannot be joined;
+    otherwise the partition count of the input topics."""
     bootstrap = settings.kafka_bootstrap_servers
     topics = [*settings.input_topics, settings.topic_alerts, settings.topic_dlq]
     try:
@@ -43,3 +44,4 @@ def check_input_topics(settings: Settings) -> None:
     for topic in (settings.topic_alerts, settings.topic_dlq):
         if counts.get(topic) is None:
             log.warning("topic '%s' does not exist; run `python -m streams.topics create`", topic)
+    return counts[settings.topic_predictions] or 0

@@ -15,11 +15,15 @@ When every partition is drained the largest maximum stands. It never goes back.
 2000
 >>> w.value(drained=lambda s: s == "b")  # b has nothing more to deliver
 5000
+>>> w.value(drained=lambda s: True, others=[(4_000, False)])  # another worker's partition is behind
+5000
+>>> Watermark().value(drained=lambda s: True, others=[(7_000, False), (9_000, True)])
+7000
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 
 
 class Watermark:
@@ -46,9 +50,16 @@ class Watermark:
         """The largest event time seen on any source."""
         return max(self.max_ts.values(), default=0)
 
-    def value(self, drained: Callable[[Hashable], bool]) -> int:
-        if self.max_ts:
-            holding = [ts for source, ts in self.max_ts.items() if not drained(source)]
-            candidate = min(holding) if holding else self.maximum()
+    def value(self, drained: Callable[[Hashable], bool], others: Iterable[tuple[int, bool]] = ()) -> int:
+        """The watermark over this worker's sources and ``others``: (largest event time,
+        drained) of partitions other workers read, as they last reported them."""
+        maxima = list(self.max_ts.values())
+        holding = [ts for source, ts in self.max_ts.items() if not drained(source)]
+        for ts, is_drained in others:
+            maxima.append(ts)
+            if not is_drained:
+                holding.append(ts)
+        if maxima:
+            candidate = min(holding) if holding else max(maxima)
             self._value = max(self._value, candidate)
         return self._value

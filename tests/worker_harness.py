@@ -117,8 +117,11 @@ class WorkerRun:
         return "\n".join(text.splitlines()[-lines:])
 
     def query(self, sql: str) -> list[tuple]:
-        """Open the embedded store (only once the worker has stopped)."""
-        client = clickhouse_connect.get_client(dsn=f"chdb://{self.store_path}")
+        """Ask the worker's ClickHouse: a server at any time, the embedded store only once the
+        worker has stopped."""
+        url = self.env["CLICKHOUSE_URL"]
+        client = (clickhouse_connect.get_client(dsn=url) if url.startswith("http")
+                  else clickhouse_connect.get_client(dsn=f"chdb://{self.store_path}"))
         try:
             return client.query(sql).result_rows
         finally:

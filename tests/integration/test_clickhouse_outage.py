@@ -1,10 +1,12 @@
 """ClickHouse unavailable for 30 s in the middle of a backlog: nothing lost, memory bounded.
 
-Every call to the store fails for 30 s (the embedded engine cannot be stopped from outside,
-so the worker runs with a test-only page that makes its store fail like a server that is
-down). The worker must keep its rows and retry, stop taking input once its bounded buffer
-is full (backpressure: Kafka keeps the rest), warn once when the outage starts and once
-when it ends, and finish with exactly the figures of an uninterrupted run.
+Two ways down: a ClickHouse server (sinks/http_front.py over a real engine) is stopped, so
+connections are refused, and started again on the same data 30 s later; and the embedded
+engine, which cannot be stopped from outside, is made to fail every call for 30 s through a
+test-only page of the worker (tests/outage_app.py). Either way the worker must keep its rows
+and retry, stop taking input once its bounded buffer is full (backpressure: Kafka keeps the
+rest), warn once when the outage starts and once when it ends, and finish with exactly the
+figures of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -36,8 +38,14 @@ def _rss_kb(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def _env(broker, topics, workdir, **extra):
+    return worker_env(broker.bootstrap, topics, workdir, LABEL_GRACE_SECONDS=43_200, MONITOR_IDLE_SECONDS=2,
+                      **extra)
+
+
 @pytest.fixture(scope="module")
-def replayed(broker):
+def calm(broker, tmp_path_factory):
+    """A backlog far larger than the worker's buffer, and the figures of an uninterrupted run."""
     from producers.replay import replay
     from producers.scenarios import generate
     from streams.settings import load_settings
@@ -46,33 +54,37 @@ def replayed(broker):
     settings = load_settings({**topics, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap})
     result = replay(enumerate(generate("degradation", rows=40_000).rows, start=1), settings)
     assert result.ok
-    return topics, result.events
+    run = WorkerRun(_env(broker, topics, tmp_path_factory.mktemp("calm")), tmp_path_factory.mktemp("calm-log"))
+    run.start().wait_until_settled(result.events)
+    assert run.stop() == 0, run.log_tail()
+    return topics, result.events, snapshot(run)
 
 
-def _env(broker, topics, workdir):
-    return worker_env(broker.bootstrap, topics, workdir, LABEL_GRACE_SECONDS=43_200, MONITOR_IDLE_SECONDS=2,
-                      PYTHONPATH=str(REPO))
-
-
-def test_thirty_seconds_without_clickhouse_lose_nothing(broker, replayed, tmp_path_factory):
-    topics, total = replayed
-    calm = WorkerRun(_env(broker, topics, tmp_path_factory.mktemp("calm")), tmp_path_factory.mktemp("calm-log"))
-    calm.start().wait_until_settled(total)
-    assert calm.stop() == 0
-    want = snapshot(calm)
-
-    workdir = tmp_path_factory.mktemp("outage")
-    run = WorkerRun(_env(broker, topics, workdir), workdir, app_module="tests.outage_app").start()
+@pytest.mark.parametrize("down", ["server stopped", "embedded engine failing"])
+def test_thirty_seconds_without_clickhouse_lose_nothing(broker, calm, down, start_clickhouse_front, tmp_path):
+    topics, total, want = calm
+    if down == "server stopped":
+        front = start_clickhouse_front(tmp_path / "clickhouse")
+        run = WorkerRun(_env(broker, topics, tmp_path, CLICKHOUSE_URL=front.url), tmp_path)
+    else:
+        run = WorkerRun(_env(broker, topics, tmp_path, PYTHONPATH=str(REPO)), tmp_path, app_module="tests.outage_app")
+    run.start()
     try:
         before = run.wait_for_messages(1, settle=0)
-        port = run.env["MONITOR_WEB_PORT"]
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/test/outage?seconds={OUTAGE_S}", timeout=5).read()
+        if down == "server stopped":
+            assert front.stop() == 0
+        else:
+            port = run.env["MONITOR_WEB_PORT"]
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/test/outage?seconds={OUTAGE_S}", timeout=5).read()
         started, rss_start = time.monotonic(), _rss_kb(run.process.pid)
         samples: list[tuple[float, int, int]] = []  # (seconds into the outage, messages parsed, RSS kB)
         while time.monotonic() - started < OUTAGE_S - 1:
             status = run.status()
             samples.append((time.monotonic() - started, status["counters"]["messages"], _rss_kb(run.process.pid)))
             time.sleep(1)
+        if down == "server stopped":
+            time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - started)))
+            start_clickhouse_front(tmp_path / "clickhouse", port=front.port)  # the same data, the same URL
         run.wait_until_settled(total)
     finally:
         assert run.stop() == 0, run.log_tail()
