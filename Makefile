@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo broker down bench clean
+.PHONY: install test lint demo broker down bench bench-backlog bench-latency bench-scaling bench-all clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,21 @@ down: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_worker --events 100000 --runs 3
 	$(BIN)/python -m benchmarks.bench_replay
+
+# (c) 1M-event backlog beside the do-nothing Faust agent, (e) peak RSS and bytes per pending request
+# (~30 min); both write their section of BENCHMARKS.md.
+bench-backlog: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_backlog --events 1000000 --runs 3 --pending 1000000 --write
+
+# (d) label -> window row and label -> alert latency at 1/2, 1/4 and 1/10 of the maximum rate (~20 min)
+bench-latency: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_latency --write
+
+# (3) one worker against two workers of one app on the same 4 partitions, through one ClickHouse (~2 min)
+bench-scaling: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_scaling --events 100000 --runs 3
+
+bench-all: bench bench-backlog bench-latency bench-scaling
 
 clean:
 	rm -rf .data

@@ -2,15 +2,21 @@
 
 Stock Faust: its own Kafka transport, default sensors, one event at a time;
 `/status` reports how many events it saw and when the first and last arrived.
+With NOOP_LATENCY=1 it also reads each event's epoch-ms `timestamp` (set by
+bench_latency's producer when it produces the event) and `/latency?since=T` gives
+percentiles of receive time - timestamp over events produced at or after T.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from array import array
 
 import faust
+import orjson
 
+from benchmarks.stats import percentile
 from streams import transport
 from streams.settings import load_settings
 
@@ -34,15 +40,30 @@ app = faust.App(
 source = app.topic(settings.topic_predictions, settings.topic_ground_truth, key_serializer="raw",
                    value_serializer="raw")
 seen = {"messages": 0, "first": None, "last": None}
+LATENCY = bool(os.environ.get("NOOP_LATENCY"))
+produced_at, latency = array("d"), array("d")  # seconds
 
 
 @app.agent(source)
 async def do_nothing(stream: faust.StreamT) -> None:
-    async for _ in stream:
+    async for value in stream:
+        now = time.time()
         if seen["first"] is None:
-            seen["first"] = time.time()
+            seen["first"] = now
         seen["messages"] += 1
-        seen["last"] = time.time()
+        seen["last"] = now
+        if LATENCY:
+            at = orjson.loads(value)["timestamp"] / 1000
+            produced_at.append(at)
+            latency.append(now - at)
+
+
+@app.page("/latency")
+async def latency_page(web, request):  # type: ignore[no-untyped-def]
+    since = float(request.query.get("since", 0))
+    values = [v for t, v in zip(produced_at, latency, strict=True) if t >= since]
+    return web.json({"n": len(values), **({f"p{p}": percentile(values, p) for p in (50, 95, 99)} if values else {}),
+                     "max": max(values, default=None)})
 
 
 @app.page("/status")
