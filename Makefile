@@ -34,7 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_replay
 
 # (c) 1M-event backlog beside the do-nothing Faust agent, (e) peak RSS and bytes per pending request
-# (~30 min); both write their section of BENCHMARKS.md.
+# (~20 min); each part writes its section of BENCHMARKS.md.
 bench-backlog: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_backlog --events 1000000 --runs 3 --pending 1000000 --write
 
