@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 from streams.monitor import BATCH_MAX, WRITE_DEPTH
-from tests.figures_snapshot import snapshot
-from tests.kafka_helpers import unique_topics
-from tests.worker_harness import WorkerRun, worker_env
+from tests.figures_snapshot import comparison_env, replay_scenarios, snapshot, uninterrupted
+from tests.worker_harness import WorkerRun
 
 pytestmark = pytest.mark.integration
 
@@ -38,26 +37,11 @@ def _rss_kb(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def _env(broker, topics, workdir, **extra):
-    return worker_env(broker.bootstrap, topics, workdir, LABEL_GRACE_SECONDS=43_200, MONITOR_IDLE_SECONDS=2,
-                      **extra)
-
-
 @pytest.fixture(scope="module")
 def calm(broker, tmp_path_factory):
     """A backlog far larger than the worker's buffer, and the figures of an uninterrupted run."""
-    from producers.replay import replay
-    from producers.scenarios import generate
-    from streams.settings import load_settings
-
-    topics = unique_topics("outage")
-    settings = load_settings({**topics, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap})
-    result = replay(enumerate(generate("degradation", rows=40_000).rows, start=1), settings)
-    assert result.ok
-    run = WorkerRun(_env(broker, topics, tmp_path_factory.mktemp("calm")), tmp_path_factory.mktemp("calm-log"))
-    run.start().wait_until_settled(result.events)
-    assert run.stop() == 0, run.log_tail()
-    return topics, result.events, snapshot(run)
+    topics, total = replay_scenarios(broker.bootstrap, "outage", {"degradation": 40_000})
+    return topics, total, uninterrupted(broker.bootstrap, topics, total, tmp_path_factory)
 
 
 @pytest.mark.parametrize("down", ["server stopped", "embedded engine failing"])
@@ -65,9 +49,10 @@ def test_thirty_seconds_without_clickhouse_lose_nothing(broker, calm, down, star
     topics, total, want = calm
     if down == "server stopped":
         front = start_clickhouse_front(tmp_path / "clickhouse")
-        run = WorkerRun(_env(broker, topics, tmp_path, CLICKHOUSE_URL=front.url), tmp_path)
+        run = WorkerRun(comparison_env(broker.bootstrap, topics, tmp_path, CLICKHOUSE_URL=front.url), tmp_path)
     else:
-        run = WorkerRun(_env(broker, topics, tmp_path, PYTHONPATH=str(REPO)), tmp_path, app_module="tests.outage_app")
+        env = comparison_env(broker.bootstrap, topics, tmp_path, PYTHONPATH=str(REPO))
+        run = WorkerRun(env, tmp_path, app_module="tests.outage_app")
     run.start()
     try:
         before = run.wait_for_messages(1, settle=0)

@@ -9,42 +9,24 @@ from __future__ import annotations
 
 import pytest
 
-from tests.figures_snapshot import snapshot
-from tests.kafka_helpers import unique_topics
-from tests.worker_harness import WorkerRun, worker_env
+from tests.figures_snapshot import comparison_env, replay_scenarios, snapshot, uninterrupted
+from tests.worker_harness import WorkerRun
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def replayed(broker, tmp_path_factory):
-    from producers.replay import replay
-    from producers.scenarios import generate
-    from streams.settings import load_settings
+def replayed(broker):
+    return replay_scenarios(broker.bootstrap, "crash-recovery", {"degradation": 8000, "sudden-drift": 8000})
 
-    topics = unique_topics("crash-recovery")
-    settings = load_settings({**topics, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap})
-    total = 0
-    for name in ("degradation", "sudden-drift"):
-        result = replay(enumerate(generate(name, rows=8000).rows, start=1), settings)
-        assert result.ok
-        total += result.events
-    return topics, total
-
-
-def _env(broker, topics, workdir):
-    return worker_env(broker.bootstrap, topics, workdir, LABEL_GRACE_SECONDS=43_200, MONITOR_IDLE_SECONDS=2)
 
 
 def test_three_kills_give_the_figures_of_an_uninterrupted_run(broker, replayed, tmp_path_factory):
     topics, total = replayed
-    calm = WorkerRun(_env(broker, topics, tmp_path_factory.mktemp("calm")), tmp_path_factory.mktemp("calm-log"))
-    calm.start().wait_until_settled(total)
-    assert calm.stop() == 0
-    want = snapshot(calm)
+    want = uninterrupted(broker.bootstrap, topics, total, tmp_path_factory)
 
     workdir = tmp_path_factory.mktemp("crashy")
-    env = _env(broker, topics, workdir)
+    env = comparison_env(broker.bootstrap, topics, workdir)
     crashy = WorkerRun(env, workdir)
     for reads in (total // 4, total // 5, total // 6):  # each life reads this much more, then kill -9
         crashy.start().wait_for_messages(reads, settle=0)

@@ -14,9 +14,14 @@ import time
 
 import pytest
 
-from tests.figures_snapshot import QUERIES, snapshot
-from tests.kafka_helpers import unique_topics
-from tests.worker_harness import WorkerRun, worker_env
+from tests.figures_snapshot import (
+    QUERIES,
+    comparison_env,
+    replay_scenarios,
+    snapshot,
+    uninterrupted,
+)
+from tests.worker_harness import WorkerRun
 
 pytestmark = pytest.mark.integration
 
@@ -24,26 +29,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def replayed(broker, tmp_path_factory):
     """The input, and the figures one worker alone computes from it."""
-    from producers.replay import replay
-    from producers.scenarios import generate
-    from streams.settings import load_settings
-
-    topics = unique_topics("two-workers")
-    settings = load_settings({**topics, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap})
-    total = 0
-    for name in ("degradation", "sudden-drift"):
-        result = replay(enumerate(generate(name, rows=8000).rows, start=1), settings)
-        assert result.ok
-        total += result.events
-    alone = WorkerRun(_env(broker, topics, tmp_path_factory.mktemp("alone")), tmp_path_factory.mktemp("alone-log"))
-    alone.start().wait_until_settled(total)
-    assert alone.stop() == 0, alone.log_tail()
-    return topics, total, snapshot(alone)
-
-
-def _env(broker, topics, workdir, **extra):
-    return worker_env(broker.bootstrap, topics, workdir, LABEL_GRACE_SECONDS=43_200, MONITOR_IDLE_SECONDS=2,
-                      **extra)
+    topics, total = replay_scenarios(broker.bootstrap, "two-workers", {"degradation": 8000, "sudden-drift": 8000})
+    return topics, total, uninterrupted(broker.bootstrap, topics, total, tmp_path_factory)
 
 
 def _pair(broker, topics, front, tmp_path) -> list[WorkerRun]:
@@ -51,9 +38,9 @@ def _pair(broker, topics, front, tmp_path) -> list[WorkerRun]:
     for name in ("a", "b"):
         workdir = tmp_path / name
         workdir.mkdir()
-        runs.append(WorkerRun(_env(broker, topics, workdir, CLICKHOUSE_URL=front.url,
-                                   MONITOR_APP_ID=f"monitor-pair-{tmp_path.name}"),
-                              workdir))
+        env = comparison_env(broker.bootstrap, topics, workdir, CLICKHOUSE_URL=front.url,
+                             MONITOR_APP_ID=f"monitor-pair-{tmp_path.name}")
+        runs.append(WorkerRun(env, workdir))
     return runs
 
 
