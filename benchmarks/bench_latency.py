@@ -86,6 +86,7 @@ from benchmarks.stats import percentile
 from streams.broker import Broker
 from streams.monitor import REFRESH_INTERVAL_S, REFRESH_SHARE
 from streams.settings import load_settings
+from streams.transport import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, SCHEME
 from tests.worker_harness import WorkerRun
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,16 +252,19 @@ def wait_up(run: WorkerRun, settle: float = 3.0) -> None:
 
 
 def live(broker: Broker, data: Path, plan: Plan, env: dict[str, Any], poll: float, warmup: float,
-         worker: bool) -> dict[str, Any]:
-    """Feed a fresh consumer (the worker, or the do-nothing agent) at ``plan.rate`` in real time."""
+         worker: bool, transport: str = "kafka") -> dict[str, Any]:
+    """Feed a fresh consumer (the worker, or the do-nothing agent on Faust's ``transport``) at
+    ``plan.rate`` in real time."""
     schedule = build_schedule(plan)
     encoder = Encoder(schedule, "lat")
     topics, settings = fresh_topics(broker.bootstrap, "latency")
     seen = Observed()
     stop, ready = threading.Event(), threading.Event()
-    name = "worker" if worker else "do-nothing agent"
-    module, extra = ("streams.app", env) if worker else ("benchmarks.noop_app", {"NOOP_LATENCY": 1})
-    with faust_process(module, broker.bootstrap, topics, data / f"{name.split()[0]}-{plan.rate:.0f}", **extra) as run:
+    name = "worker" if worker else f"do-nothing agent ({transport}://)"
+    module, extra = ("streams.app", env) if worker else ("benchmarks.noop_app",
+                                                          {"NOOP_LATENCY": 1, "NOOP_TRANSPORT": transport})
+    workdir = data / f"{'worker' if worker else 'agent-' + transport}-{plan.rate:.0f}"
+    with faust_process(module, broker.bootstrap, topics, workdir, **extra) as run:
         wait_up(run)
         threads = [threading.Thread(target=watch_status, args=(run, stop, seen))]
         if worker:
@@ -305,7 +309,7 @@ def live(broker: Broker, data: Path, plan: Plan, env: dict[str, Any], poll: floa
             with urllib.request.urlopen(url, timeout=60) as response:
                 out["floor"] = json.loads(response.read())
             out["behind"] = [n for t, n in seen.behind if since <= t <= out["produced_until"]]
-            log(f"do-nothing agent at {plan.rate:,.0f}/s: produce -> received p99 "
+            log(f"{name} at {plan.rate:,.0f}/s: produce -> received p99 "
                 f"{out['floor'].get('p99', 0) * 1000:,.0f} ms")
     return out
 
@@ -395,10 +399,12 @@ def cpu_line(cpu: dict[str, float], consumer: str) -> str:
             f"{cpu['bench']:.0%} of one CPU; host {cpu['host']:.0%} busy")
 
 
-def report_rate(fraction: float | None, plan: Plan, floor: dict[str, Any], result: dict[str, Any],
-                figures: dict[str, Any], args: argparse.Namespace) -> str:
+def report_rate(fraction: float | None, plan: Plan, floor: dict[str, Any], ours: dict[str, Any],
+                result: dict[str, Any], figures: dict[str, Any], args: argparse.Namespace) -> str:
     rows = [
         ["baseline: event produced -> received by the do-nothing Faust agent", *floor_cells(floor["floor"])],
+        ["the same agent on the worker's transport (`streams/transport.py`: fetches of "
+         f"{FETCH_MIN_BYTES // 1024} KiB or {FETCH_MAX_WAIT_MS} ms)", *floor_cells(ours["floor"])],
         ["label -> joined and fed to ADWIN (start of its batch, `outcomes.joined_at`)", *ms_cells(figures["joined"])],
         ["**label -> alert received** (`error_rate_drift`)", *ms_cells(figures["to_alert"])],
         ["  of which label -> start of the batch holding it (`detected_at`)", *ms_cells(figures["to_batch"])],
@@ -425,7 +431,8 @@ def report_rate(fraction: float | None, plan: Plan, floor: dict[str, Any], resul
         f"p99 {percentile(behind, 99):,}, max {max(behind):,} (the baseline agent: p99 "
         f"{percentile(floor['behind'] or [0], 99):,}).",
         f"- CPU while producing: worker run: {cpu_line(result['cpu'], 'worker')}; baseline run: "
-        f"{cpu_line(floor['cpu'], 'agent')}. Load average before -> after: {result['load'][0]} -> "
+        f"{cpu_line(floor['cpu'], 'agent')}; agent on the worker's transport: {cpu_line(ours['cpu'], 'agent')}. "
+        f"Load average before -> after: {result['load'][0]} -> "
         f"{result['load'][1]} (baseline run {floor['load'][0]} -> {floor['load'][1]}).",
         f"- Checks: {counters['messages']:,} events read = {result['schedule'].events:,} produced, "
         f"{counters['rejected']} rejected; {figures['windows'] - len(figures['wrong_windows'])} of "
@@ -474,9 +481,11 @@ def main(argv: list[str] | None = None) -> int:
         with local_broker("bench-latency-") as (broker, data):
             floor = live(broker, data, plan, env, args.poll, args.warmup, worker=False)
         with local_broker("bench-latency-") as (broker, data):
+            ours = live(broker, data, plan, env, args.poll, args.warmup, worker=False, transport=SCHEME)
+        with local_broker("bench-latency-") as (broker, data):
             result = live(broker, data, plan, env, args.poll, args.warmup, worker=True)
         figures = analyse(result, args.window_seconds, args.warmup)
-        parts.append(report_rate(fraction, plan, floor, result, figures, args))
+        parts.append(report_rate(fraction, plan, floor, ours, result, figures, args))
         log(parts[-1].splitlines()[0])
     how = (f"maximum measured in this run: **{measured:,.0f} events/s**, a fresh worker reading a backlog of "
            f"{args.max_events:,} events of this shape" if measured else "rate given with --rate")

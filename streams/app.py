@@ -34,7 +34,9 @@ from streams.settings import SettingsError, load_settings
 from streams.startup import check_input_topics
 
 log = logging.getLogger(__name__)
-BATCH_LINGER_S = 0.25  # after a batch's first event, how long to wait for more
+# After a batch's first event, how long to wait for more: none. The monitor merges the facts of
+# batches that wait for the writer, so a light stream is best taken as it comes.
+BATCH_LINGER_S = 0.0
 INTAKE_DEPTH = 1  # batches waiting for the monitor while the agent collects the next
 
 try:
@@ -244,9 +246,9 @@ async def status_page(web, request):  # type: ignore[no-untyped-def]
     """Counters and the watermark, so tools can wait until the worker caught up."""
     return web.json({
         "started": _started,
-        "watermark_ms": monitor.watermark_ms,
+        "watermark_ms": monitor.refreshed_watermark_ms,  # that of the rows written
         "max_event_ms": monitor.event_time.maximum(),
-        "versions": {f"{v.model}/{v.version}": {"watermark_ms": v.watermark_ms,
+        "versions": {f"{v.model}/{v.version}": {"watermark_ms": v.refreshed_watermark_ms,
                                                   "max_event_ms": v.event_time.maximum()}
                      for v in monitor.versions.values()},
         "refreshed_messages": monitor.refreshed_messages,

@@ -93,6 +93,7 @@ class VersionState:
     dirty: set[int] = field(default_factory=set)
     last_psi: dict[int, dict[str, float]] = field(default_factory=dict)
     last_figures: dict[int, tuple[int, int, float | None]] = field(default_factory=dict)
+    refreshed_watermark_ms: int = 0  # the watermark of the last rows written
 
     @property
     def binary(self) -> bool:
@@ -100,6 +101,45 @@ class VersionState:
 
     def rolling_accuracy(self) -> float | None:
         return self.rolling.get() if self.rolling.window else None  # type: ignore[attr-defined]
+
+
+@dataclass
+class PendingFacts:
+    """Facts of consecutive batches waiting for one background write.
+
+    While the writer is busy (a refresh, a slow insert), the next batches' facts join
+    the waiting ones instead of queueing behind them one by one: a light stream is
+    processed batch by batch without waiting, and still makes few, large inserts."""
+
+    outcomes: list[list[Any]] = field(default_factory=list)
+    labels: list[list[Any]] = field(default_factory=list)
+    predictions: list[list[Any]] = field(default_factory=list)
+    alerts: list[list[Any]] = field(default_factory=list)
+    messages: int = 0
+    on_written: list[Callable[[], None]] = field(default_factory=list)
+    started: bool = False
+
+
+@dataclass(frozen=True)
+class VersionRefresh:
+    """What a refresh computes for one model version, decided at one point of the input."""
+
+    state: VersionState
+    windows: frozenset[int]  # touched since the last refresh
+    newly_closed: list[int]
+    newly_final: list[int]
+    watermark_ms: int
+    binary: bool
+    rolling_accuracy: float | None
+
+
+@dataclass(frozen=True)
+class RefreshPlan:
+    versions: list[VersionRefresh]
+    progress_rows: list[list[Any]]
+    evaluates_alerts: bool
+    messages: int  # messages processed at that point
+    watermark_ms: int
 
 
 @dataclass
@@ -135,10 +175,12 @@ class Monitor:
         self.last_offset: dict[tuple[str, int], int] = {}
         self.assigned_at: dict[tuple[str, int], float] = {}
         self.partition_end: Callable[[tuple[str, int]], tuple[int | None, int | None]] = lambda source: (None, None)
-        self.refreshed_messages = 0
+        self.refreshed_messages = 0  # messages processed before the last rows written
+        self.refreshed_watermark_ms = 0
         self.first_message_at: float | None = None  # wall clock, for throughput measurements
         self.last_message_at: float | None = None
         self._last_input: float | None = None  # monotonic time of the last batch
+        self._last_batch_size = 0
         self.resume_after: dict[tuple[str, int], int] = {}
         self.reference_file: ReferenceFile | None = (
             load_reference_file(settings.reference_path, bins=settings.psi_bins) if settings.reference_path else None
@@ -146,6 +188,9 @@ class Monitor:
         self._last_refresh = 0.0
         self._refresh_cost = 0.0
         self.writer = OrderedWriter(depth=WRITE_DEPTH)
+        self._open_facts: PendingFacts | None = None  # queued, not yet being written: later batches join it
+        self._refresh_queued = False
+        self._foreign: ForeignProgress | None = None  # what other workers reported, as of the last refresh
         self.assigned: set[tuple[str, int]] = set()
         # Every partition of the input topics (set by the app from Kafka's metadata). Those this
         # worker does not read are read by others: their progress comes from the store.
@@ -192,12 +237,16 @@ class Monitor:
         await self.writer.close()
 
     async def refresh_if_due(self) -> None:
-        """Refresh every REFRESH_INTERVAL_S, but while input keeps coming spend at most
-        REFRESH_SHARE of the time on it (a backlog is read faster; rows catch up when it ends)."""
+        """Refresh REFRESH_INTERVAL_S after the last one ended, but while a backlog is read (full
+        batches) spend at most REFRESH_SHARE of the time on it: the backlog is read faster, and
+        rows catch up when it ends."""
+        if self._refresh_queued:
+            return
         elapsed = time.monotonic() - self._last_refresh
-        busy = self.last_message_at is not None and time.time() - self.last_message_at < REFRESH_INTERVAL_S
-        if elapsed >= REFRESH_INTERVAL_S and (not busy or elapsed >= self._refresh_cost / REFRESH_SHARE):
-            await self.refresh()
+        backlog = self._last_batch_size >= BATCH_MAX and self._last_input is not None and (
+            time.monotonic() - self._last_input < REFRESH_INTERVAL_S)
+        if elapsed >= REFRESH_INTERVAL_S and (not backlog or elapsed >= self._refresh_cost / REFRESH_SHARE):
+            await self.refresh(wait=False)
 
     def assign(self, partitions: set[tuple[str, int]], revoked: set[tuple[str, int]] = frozenset()) -> None:
         """Partitions this worker reads: each holds the watermark back until it has spoken."""
@@ -272,9 +321,12 @@ class Monitor:
                             on_written: Callable[[], None] | None = None) -> None:
         """Parse and join one batch and hand its facts to the background writer.
 
-        ``on_written`` runs once the batch's facts are in ClickHouse (and its ADWIN
-        alerts sent): only then may its offsets be committed. Waits while the writer
-        holds WRITE_DEPTH batches (backpressure during a ClickHouse outage).
+        ADWIN alerts are sent at once, before the batch's facts are written: an alert's id
+        is deterministic, so if the worker dies before the facts are stored, the batch read
+        again raises and sends the same alert again, never another one. ``on_written`` runs
+        once the batch's facts (and the rows of its alerts) are in ClickHouse: only then may
+        its offsets be committed. Waits while the writer holds WRITE_DEPTH jobs
+        (backpressure during a ClickHouse outage).
         """
         if self.first_message_at is None:
             self.first_message_at = time.time()
@@ -337,23 +389,36 @@ class Monitor:
             self.counters.rejected += 1
             log.warning("DLQ %s[%d]@%d: %s", message.topic, message.partition, message.offset, rejection)
             await self.outbox.send_dlq(message, rejection)
-        await self.writer.submit(partial(self._write_facts, outcome_rows, label_rows, prediction_rows, adwin_alerts,
-                                         on_written))
+        await self._announce(adwin_alerts)
+        await self._queue_facts(PendingFacts(outcome_rows, label_rows, prediction_rows, self._alert_rows(adwin_alerts),
+                                             len(batch), [on_written] if on_written else []))
         self.last_message_at = time.time()
         self._last_input = time.monotonic()
+        self._last_batch_size = len(batch)
         await self.refresh_if_due()
 
-    async def _write_facts(self, outcome_rows: list[list[Any]], label_rows: list[list[Any]],
-                           prediction_rows: list[list[Any]], alerts: list[Alert],
-                           on_written: Callable[[], None] | None) -> None:
-        """One batch's facts, in the background; its input is acknowledged only once they are stored."""
+    async def _queue_facts(self, facts: PendingFacts) -> None:
+        """Hand a batch's facts to the writer: joined to those still waiting if there is room
+        (at most BATCH_MAX messages per write), else as a write of their own."""
+        waiting = self._open_facts
+        if waiting is not None and not waiting.started and waiting.messages + facts.messages <= BATCH_MAX:
+            for name in ("outcomes", "labels", "predictions", "alerts", "on_written"):
+                getattr(waiting, name).extend(getattr(facts, name))
+            waiting.messages += facts.messages
+            return
+        self._open_facts = facts
+        await self.writer.submit(partial(self._write_facts, facts))
+
+    async def _write_facts(self, facts: PendingFacts) -> None:
+        """Facts of one or more batches, in the background; their input is acknowledged once stored."""
+        facts.started = True
         # Outcomes first, then the halves: a half's row marks its offset as done (see Recovery).
-        await self.store.insert("outcomes", outcome_rows)
-        await self.store.insert("labels", label_rows)
-        await self.store.insert("predictions", prediction_rows)
-        await self._publish(alerts)
-        if on_written is not None:
-            on_written()
+        await self.store.insert("outcomes", facts.outcomes)
+        await self.store.insert("labels", facts.labels)
+        await self.store.insert("predictions", facts.predictions)
+        await self.store.insert("alerts", facts.alerts)
+        for done in facts.on_written:
+            done()
 
     def _prediction_row(self, p: Prediction, m: RawMessage, now: float) -> list[Any]:
         numeric = {k: float(v) for k, v in p.features.items() if isinstance(v, int | float) and not isinstance(v, bool)}
@@ -405,13 +470,27 @@ class Monitor:
                                  window_end_ms(window, self.s.window_seconds), condition, now_ms)
 
     # -- figures ----------------------------------------------------------------
-    async def refresh(self) -> None:
-        """Recompute touched windows, write their rows, evaluate windows that closed or became final."""
-        started = time.monotonic()
-        await self.writer.drain()  # the figures are computed from the facts: all of them stored first
+    async def refresh(self, wait: bool = True) -> None:
+        """Recompute touched windows, write their rows, evaluate windows that closed or became final.
+
+        Decided here, in memory, at one point of the input: the watermarks, the windows
+        that close or become final, the windows touched since the last refresh. Computed
+        by the fact writer (:meth:`_refresh_job`), after the facts of every batch processed
+        before that point and before those of any batch after it: the figures are exactly
+        those of the input up to the point, while the next batches are already being
+        joined and their ADWIN alerts sent. One refresh at a time; ``wait`` for its rows.
+        """
+        if self._refresh_queued:
+            if not wait:
+                return
+            await self.writer.drain()
         await self.recover_partitions()
-        foreign = await self._exchange_progress()
-        seen = self.counters.messages
+        evaluates = self.evaluates_alerts
+        if evaluates and not self._evaluation_adopted:
+            await self.writer.drain()  # this worker's own alerts stored first
+            await Recovery(self).evaluations()  # continue where the previous evaluating worker stopped
+            self._evaluation_adopted = True
+        foreign = self._foreign_progress()
         self.watermark_ms = max(self.watermark_ms, self.event_time.value(self.drained, foreign.clock()))
         expired_p, expired_g = self.join.expire(self.watermark_ms)
         self.counters.expired_predictions += len(expired_p)
@@ -419,41 +498,78 @@ class Monitor:
         if expired_g:
             log.info("%d labels expired without a prediction (JOIN_TTL_SECONDS=%d)", len(expired_g),
                      self.s.join_ttl_seconds)
-        pending_alerts: list[Alert] = []
-        now_ms = int(self.clock() * 1000)
-        evaluates = self.evaluates_alerts
-        if evaluates and not self._evaluation_adopted:
-            await Recovery(self).evaluations()  # continue where the previous evaluating worker stopped
-            self._evaluation_adopted = True
+        versions = []
         for state in list(self.versions.values()):
             clock = foreign.clock((state.model, state.version))
             state.watermark_ms = max(state.watermark_ms, state.event_time.value(self.drained, clock))
             newly_closed, newly_final = self._advance(state)
-            await self._ensure_reference(state)
-            await self._ensure_baseline(state, newly_final)
-            if state.dirty:
-                metrics_rows, drift_rows = await self._compute(state, sorted(state.dirty))
-                state.dirty.clear()
-                await self.store.insert("window_metrics", metrics_rows)
-                await self.store.insert("feature_drift", drift_rows)
-            if evaluates:
-                pending_alerts += self._evaluate(state, newly_closed, newly_final, now_ms)
-        if evaluates:
-            await self._publish(pending_alerts)
-            checkpoints = [[self.s.app_id, v.model, v.version, v.watermark_ms, time.time()]
-                           for v in self.versions.values() if v.watermark_ms != v.evaluated_watermark]
-            await self.store.insert("checkpoints", checkpoints)
-            for v in self.versions.values():
-                v.evaluated_watermark = v.watermark_ms
-        self.refreshed_messages = seen
-        self._last_refresh = time.monotonic()
-        self._refresh_cost = self._last_refresh - started
+            touched, state.dirty = frozenset(state.dirty), set()
+            versions.append(VersionRefresh(state, touched, newly_closed, newly_final, state.watermark_ms,
+                                           state.binary, state.rolling_accuracy()))
+        plan = RefreshPlan(versions, self._progress_rows(), evaluates, self.counters.messages, self.watermark_ms)
+        self._open_facts = None  # facts of later batches are written after this refresh
+        self._refresh_queued = True
+        await self.writer.submit(partial(self._refresh_job, plan))
+        if wait:
+            await self.writer.drain()
 
-    async def _exchange_progress(self) -> ForeignProgress:
-        """Report the partitions this worker reads; read what the others report of theirs.
+    async def _refresh_job(self, plan: RefreshPlan) -> None:
+        """The writer's part of a refresh: rows and alerts from the facts stored up to the plan."""
+        started = time.monotonic()
+        computed = 0  # versions whose rows are written
+        try:
+            await self.store.insert("partition_progress", plan.progress_rows)
+            await self._read_foreign_progress()
+            pending_alerts: list[Alert] = []
+            now_ms = int(self.clock() * 1000)
+            for v in plan.versions:
+                state = v.state
+                windows = set(v.windows)
+                if await self._ensure_reference(state):
+                    windows |= state.windows  # drift rows for every window, against the new reference
+                await self._ensure_baseline(state, v.newly_final, v.binary)
+                if windows:
+                    metrics_rows, drift_rows = await self._compute(state, sorted(windows), v.binary,
+                                                                   v.rolling_accuracy)
+                    await self.store.insert("window_metrics", metrics_rows)
+                    await self.store.insert("feature_drift", drift_rows)
+                computed += 1
+                if plan.evaluates_alerts:
+                    pending_alerts += self._evaluate(state, v.newly_closed, v.newly_final, now_ms)
+            if plan.evaluates_alerts:
+                await self._publish(pending_alerts)
+                checkpoints = [[self.s.app_id, v.state.model, v.state.version, v.watermark_ms, time.time()]
+                               for v in plan.versions if v.watermark_ms != v.state.evaluated_watermark]
+                await self.store.insert("checkpoints", checkpoints)
+                for v in plan.versions:
+                    v.state.evaluated_watermark = v.watermark_ms
+            for v in plan.versions:
+                v.state.refreshed_watermark_ms = v.watermark_ms
+            self.refreshed_watermark_ms = plan.watermark_ms
+            self.refreshed_messages = plan.messages
+        except BaseException:
+            for v in plan.versions[computed:]:  # computed by the next refresh
+                v.state.dirty |= v.windows
+            self._progress_written.clear()  # reported again by the next refresh
+            raise
+        finally:
+            self._refresh_queued = False
+            self._last_refresh = time.monotonic()
+            self._refresh_cost = self._last_refresh - started
 
-        Rows are written after the facts they vouch for (the writer is drained first),
-        so a watermark computed from them never runs ahead of what the store holds."""
+    def _foreign_progress(self) -> ForeignProgress:
+        """The progress other workers last reported of the partitions this worker does not read
+        (one nobody reported holds the watermarks back)."""
+        others = self.input_partitions - self.assigned
+        if not others:
+            return ForeignProgress()
+        reported = self._foreign.reported if self._foreign is not None else {}
+        return ForeignProgress(frozenset(others), reported)
+
+    def _progress_rows(self) -> list[list[Any]]:
+        """Rows reporting the partitions this worker reads, where they changed. Written by the
+        refresh job after the facts they vouch for, so that another worker's watermark computed
+        from them never runs ahead of what the store holds."""
         now = time.time()
         rows = []
         for source in sorted(self.assigned):
@@ -465,14 +581,16 @@ class Monitor:
                 if self._progress_written.get((source, version)) != (ts, drained):
                     self._progress_written[(source, version)] = (ts, drained)
                     rows.append([self.s.app_id, source[0], source[1], version[0], version[1], ts, int(drained), now])
-        await self.store.insert("partition_progress", rows)
-        others = self.input_partitions - self.assigned
-        if not others:
-            return ForeignProgress()
+        return rows
+
+    async def _read_foreign_progress(self) -> None:
+        """What the other workers of this app report of their partitions, for the next refresh."""
+        if not self.input_partitions - self.assigned:
+            return
         reported = await self.store.query(
             "SELECT topic, partition, model, model_version, max_event_ms, drained "
             f"FROM `{self.db}`.partition_progress FINAL WHERE app_id = {figures.quote(self.s.app_id)}")
-        return ForeignProgress.from_rows(reported, others)
+        self._foreign = ForeignProgress.from_rows(reported, self.input_partitions)
 
     def _advance(self, state: VersionState) -> tuple[list[int], list[int]]:
         newly_closed, newly_final = [], []
@@ -487,24 +605,25 @@ class Monitor:
                 state.dirty.add(w)
         return newly_closed, newly_final
 
-    async def _ensure_reference(self, state: VersionState) -> None:
-        """Without a reference file: the first closed window with >= MIN_LABELED predictions."""
+    async def _ensure_reference(self, state: VersionState) -> bool:
+        """Without a reference file: the first closed window with >= MIN_LABELED predictions.
+        True when it was chosen now."""
         if state.reference is not None or not state.closed:
-            return
+            return False
         rows = await self.store.query(figures.predictions_per_window_sql(self.db, state.model, state.version))
         chosen = next((int(w) for w, n in rows if int(n) >= self.s.min_labeled and int(w) in state.closed), None)
         if chosen is None:
-            return
+            return False
         raw = await self.store.query(figures.window_rows_sql(self.db, state.model, state.version, chosen))
         reference_rows = ({**orjson.loads(f), "score": s, "prediction": p} for f, s, p in raw)
         state.reference = build_reference(reference_rows, bins=self.s.psi_bins, source="window",
                                           window_start_ms=chosen)
-        state.dirty |= state.windows
         await self._save_reference(state)
         log.info("Reference of %s %s: window %s (%d predictions)", state.model, state.version,
                  rules.iso_ms(chosen), state.reference.rows)
+        return True
 
-    async def _ensure_baseline(self, state: VersionState, newly_final: list[int]) -> None:
+    async def _ensure_baseline(self, state: VersionState, newly_final: list[int], binary: bool) -> None:
         """Without labels in the reference: the first final window with >= MIN_LABELED labels."""
         if state.baseline_accuracy is not None or not newly_final:
             return
@@ -514,7 +633,7 @@ class Monitor:
             c = counts.get(w)
             labeled = sum(c.confusion.values()) if c else 0
             if labeled >= self.s.min_labeled:
-                fig = classification_figures(c.confusion, self.s.positive_label, binary=state.binary)
+                fig = classification_figures(c.confusion, self.s.positive_label, binary=binary)
                 state.baseline_accuracy, state.baseline_window_ms = fig.accuracy, w
                 await self._save_reference(state)
                 return
@@ -533,16 +652,16 @@ class Monitor:
         conf = await self.store.query(figures.confusion_sql(self.db, state.model, state.version, windows))
         return figures.window_counts(pred, conf)
 
-    async def _compute(self, state: VersionState, windows: list[int]) -> tuple[list[list[Any]], list[list[Any]]]:
+    async def _compute(self, state: VersionState, windows: list[int], binary: bool,
+                       rolling: float | None) -> tuple[list[list[Any]], list[list[Any]]]:
         # Stamped before reading: of two workers' rows for a window, the newer one read the
         # facts later, so the row that wins in window_metrics FINAL is never the staler one.
         now = time.time()
         counts = await self._counts(state, windows)
-        rolling = state.rolling_accuracy()
         metrics_rows = []
         for w in windows:
             c = counts.get(w, figures.WindowCounts())
-            fig = classification_figures(c.confusion, self.s.positive_label, binary=state.binary)
+            fig = classification_figures(c.confusion, self.s.positive_label, binary=binary)
             state.last_figures[w] = (fig.labeled, fig.correct, fig.accuracy)
             metrics_rows.append([
                 state.model, state.version, _seconds(w), _seconds(window_end_ms(w, self.s.window_seconds)),
@@ -637,13 +756,19 @@ class Monitor:
         return [alert] if alert else []
 
     async def _publish(self, alerts_out: list[Alert]) -> None:
-        if not alerts_out:
-            return
-        rows = [[a.alert_id, a.status, a.type, a.severity, a.model, a.model_version, a.subject,
+        """Store the alerts, then send them."""
+        await self.store.insert("alerts", self._alert_rows(alerts_out))
+        await self._announce(alerts_out)
+
+    @staticmethod
+    def _alert_rows(alerts_out: list[Alert]) -> list[list[Any]]:
+        return [[a.alert_id, a.status, a.type, a.severity, a.model, a.model_version, a.subject,
                  _parse_iso(a.window_start), _parse_iso(a.window_end), a.value, a.threshold, a.baseline,
                  _parse_iso(a.detected_at), a.message, a.recommended_action, orjson.dumps(a.evidence).decode()]
                 for a in alerts_out]
-        await self.store.insert("alerts", rows)
+
+    async def _announce(self, alerts_out: list[Alert]) -> None:
+        """Log and send alerts (to the alerts topic)."""
         for a in alerts_out:
             self.counters.alerts += 1
             log.warning("ALERT %s %s %s %s/%s: %s", a.status, a.severity, a.type, a.model, a.model_version,
@@ -688,20 +813,25 @@ class Recovery:
         if not sources:
             return
         seeded: list[int] = []
+        # Only rows written in input order count (kafka_offset >= 0): the halves written from
+        # stored outcomes after a crash (offset -1) can be ahead of unjoined halves of their
+        # batch that were never stored, which must be read again before windows close.
         for table, column, topic in (("predictions", "predicted_at", m.s.topic_predictions),
                                      ("labels", "labeled_at", m.s.topic_ground_truth)):
             mine = self._mine(sources, topic)
             rows = await m.store.query(f"SELECT kafka_partition, max(toUnixTimestamp64Milli({column})), "
-                                       f"max(kafka_offset) FROM `{db}`.{table} WHERE {mine} GROUP BY kafka_partition")
+                                       f"max(kafka_offset) FROM `{db}`.{table} WHERE {mine} AND kafka_offset >= 0 "
+                                       "GROUP BY kafka_partition")
             for partition, ts, offset in rows:
                 m.event_time.seed((topic, int(partition)), int(ts))
                 m.resume_after[(topic, int(partition))] = int(offset)
                 seeded.append(int(ts))
-        for table, column, topic in (("predictions", "predicted_at", m.s.topic_predictions),
-                                     ("outcomes", "labeled_at", m.s.topic_ground_truth)):
+        for table, column, topic, written in (("predictions", "predicted_at", m.s.topic_predictions, "kafka_offset >= 0"),
+                                              ("outcomes", "labeled_at", m.s.topic_ground_truth, "1")):
             rows = await m.store.query(
                 f"SELECT model, model_version, kafka_partition, max(toUnixTimestamp64Milli({column})) "
-                f"FROM `{db}`.{table} WHERE {self._mine(sources, topic)} GROUP BY model, model_version, kafka_partition")
+                f"FROM `{db}`.{table} WHERE {self._mine(sources, topic)} AND {written} "
+                "GROUP BY model, model_version, kafka_partition")
             for model, version, partition, ts in rows:
                 m.version(model, version).event_time.seed((topic, int(partition)), int(ts))
         await self._complete_halves(sources)

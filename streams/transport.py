@@ -8,6 +8,12 @@ finishes without ever waiting, and that bookkeeping is most of the framework's
 cost per message. Here the callback is first run eagerly; only when it has to
 wait does it continue under the original ``wait_first``, with the same meaning.
 
+It also asks the broker for fuller fetches: Faust fixes ``fetch_max_wait_ms`` at
+1500 with aiokafka's ``fetch_min_bytes`` of 1, so under live traffic every fetch
+returns the few records that arrived since the last one. Waiting for
+FETCH_MIN_BYTES or FETCH_MAX_WAIT_MS, whichever comes first, gives fewer, larger
+fetches (less work for the broker and the client per record) at a bounded delay.
+
 Registered as the broker URL scheme ``monitor-kafka://`` (see :func:`register`).
 """
 
@@ -22,6 +28,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.services import WaitResults
 
 SCHEME = "monitor-kafka"
+FETCH_MIN_BYTES = 64 * 1024  # a fetch returns once this much is there ...
+FETCH_MAX_WAIT_MS = 100  # ... or after this long, whichever comes first
 
 
 async def finish(coro: Coroutine[Any, Any, Any], awaiting: Any) -> Any:
@@ -43,7 +51,19 @@ async def finish(coro: Coroutine[Any, Any, Any], awaiting: Any) -> Any:
             return stop.value
 
 
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Read by AIOKafkaConsumer.start() when it builds its fetcher.
+        consumer._fetch_min_bytes = FETCH_MIN_BYTES
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
 class Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
         first = coros[0] if coros else None
         if (len(coros) == 2 and asyncio.iscoroutine(first) and asyncio.iscoroutine(coros[1])
