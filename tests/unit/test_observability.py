@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.observability import BatchStats, Buckets, latest_accuracy, latest_closed_psi
+from tests.own_process import run_script
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_040  # seconds, a multiple of WINDOW
@@ -148,11 +147,7 @@ async def _scenario() -> str:
 
 @pytest.fixture(scope="module")
 def exposition() -> str:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, __file__], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    return run_script(__file__)
 
 
 @pytest.fixture(scope="module")

@@ -58,3 +58,20 @@ def test_broker_urls_with_the_scheme_use_the_monitor_transport():
 
     register()
     assert by_url(f"{SCHEME}://127.0.0.1:9092") is Transport
+
+
+def test_the_worker_consumer_asks_for_fuller_fetches_than_faust_does():
+    """Faust fixes fetch_max_wait_ms at 1500 with fetch_min_bytes 1; the worker's consumer waits for
+    FETCH_MIN_BYTES or FETCH_MAX_WAIT_MS (a broker that does not answer early stalls live input)."""
+    import faust
+
+    from streams.transport import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES
+
+    register()
+
+    async def created() -> tuple[int, int]:
+        app = faust.App("fetch-settings-test", broker=f"{SCHEME}://127.0.0.1:9")
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        return consumer._fetch_min_bytes, consumer._fetch_max_wait_ms
+
+    assert asyncio.run(created()) == (FETCH_MIN_BYTES, FETCH_MAX_WAIT_MS) == (64 * 1024, 100)
