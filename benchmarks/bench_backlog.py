@@ -30,6 +30,7 @@ import math
 import statistics
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ from benchmarks.markdown import markdown_table
 from benchmarks.stats import spread
 from producers.replay import layout_of, row_events
 from producers.scenarios import generate
+from sinks.http_front import start_front
 from streams.settings import load_settings
 from tests import expected
 from tests.worker_harness import WorkerRun
@@ -147,10 +149,13 @@ def throughput(broker_bootstrap: str, data: Path, events: int, runs: int, raw: b
     return out
 
 
-def pending_memory(broker_bootstrap: str, data: Path, pending: int) -> dict[str, Any]:
-    """(e): the worker's RSS against the number of predictions its join holds, one run."""
+def pending_memory(broker_bootstrap: str, data: Path, pending: int, front: bool = False) -> dict[str, Any]:
+    """(e): the worker's RSS against the number of predictions its join holds, one run; with
+    ``front``, ClickHouse runs in a process of its own (sinks/http_front.py), so the worker's RSS
+    holds no engine and the engine's is measured apart."""
     path = data / "pending.jsonl"
-    bench_state.write_events(path, pending)
+    if not path.exists():
+        bench_state.write_events(path, pending)
     topics, settings = fresh_topics(broker_bootstrap, "pending")
     with path.open("rb") as lines:
         messages = [(settings.topic_predictions, orjson.loads(line)["request_id"].encode(), line.rstrip(b"\n"))
@@ -158,30 +163,45 @@ def pending_memory(broker_bootstrap: str, data: Path, pending: int) -> dict[str,
     produce_messages(broker_bootstrap, messages, progress="pending predictions")
     del messages
     samples: list[tuple[int, int]] = []  # (pending, VmRSS)
-    with faust_process("streams.app", broker_bootstrap, topics, data / "pending",
-                       JOIN_TTL_SECONDS=YEAR_S, MONITOR_IDLE_SECONDS=1) as run:
-        while not (run.status() or {}).get("started"):
-            time.sleep(0.05)
-        started = proc_memory(run.process.pid)["VmRSS"]
+    store_samples: list[tuple[int, int]] = []  # (pending, VmRSS of the ClickHouse process)
+    server = start_front(data / f"pending-store-{uuid.uuid4().hex[:6]}") if front else None
+    extra = {"CLICKHOUSE_URL": server.url} if server else {}
+    try:
+        with faust_process("streams.app", broker_bootstrap, topics, data / f"pending-{'front' if front else 'embedded'}",
+                           JOIN_TTL_SECONDS=YEAR_S, MONITOR_IDLE_SECONDS=1, **extra) as run:
+            while not (run.status() or {}).get("started"):
+                time.sleep(0.05)
+            started = proc_memory(run.process.pid)["VmRSS"]
 
-        def sample(status: dict[str, Any]) -> None:
-            samples.append((status["pending_predictions"], proc_memory(run.process.pid)["VmRSS"]))
+            def sample(status: dict[str, Any]) -> None:
+                samples.append((status["pending_predictions"], proc_memory(run.process.pid)["VmRSS"]))
+                if server:
+                    store_samples.append((status["pending_predictions"], proc_memory(server.process.pid)["VmRSS"]))
 
-        wait_read(run, pending, "pending run", sample=sample)
-        status = run.wait_until_settled(pending, timeout=600)
-        time.sleep(2.0)
-        status = run.status() or status
-        memory = proc_memory(run.process.pid)
+            wait_read(run, pending, "pending run" + (" (ClickHouse apart)" if front else ""), sample=sample)
+            status = run.wait_until_settled(pending, timeout=600)
+            time.sleep(2.0)
+            status = run.status() or status
+            memory = proc_memory(run.process.pid)
+    finally:
+        if server:
+            server.stop()
     if status["pending_predictions"] != pending or status["counters"]["rejected"]:
         raise RuntimeError(f"the join holds {status['pending_predictions']:,} of {pending:,} ({status['counters']})")
     floor = min(BASELINE_PENDING, pending // 10)
     usable = [s for s in samples if s[0] >= floor]
     base = (usable[0][0], int(statistics.median(r for _, r in usable[:SMOOTH])))
     last = (usable[-1][0], int(statistics.median(r for _, r in usable[-SMOOTH:])))
-    slope = float(np.polyfit([p for p, _ in usable], [r for _, r in usable], 1)[0]) if len(usable) > 2 else math.nan
     return {"pending": pending, "started": started, "end": memory["VmRSS"], "peak": memory["VmHWM"],
-            "base": base, "last": last, "slope": slope, "floor": floor, "samples": len(samples), "load": load_average(),
-            "in_process": bench_state._run_child("new", "rss", path)["bytes_per_pending"]}
+            "base": base, "last": last, "slope": rss_slope(samples, floor), "floor": floor, "samples": len(samples),
+            "store_slope": rss_slope(store_samples, floor) if front else None, "load": load_average(),
+            "in_process": None if front else bench_state._run_child("new", "rss", path)["bytes_per_pending"]}
+
+
+def rss_slope(samples: list[tuple[int, int]], floor: int) -> float:
+    """Bytes per pending request: least-squares slope of RSS over pending, from ``floor`` pending on."""
+    usable = [s for s in samples if s[0] >= floor]
+    return float(np.polyfit([p for p, _ in usable], [r for _, r in usable], 1)[0]) if len(usable) > 2 else math.nan
 
 
 def header(args: argparse.Namespace, seconds: float) -> list[str]:
@@ -210,7 +230,7 @@ def report_backlog(backlog: dict[str, Any]) -> list[str]:
             f"Load average (1/5/15 min) before -> after each round: {'; '.join(backlog['load'])}."]
 
 
-def report_memory(memory: dict[str, Any]) -> list[str]:
+def report_memory(memory: dict[str, Any], apart: dict[str, Any] | None = None) -> list[str]:
     n = memory["pending"]
     (base_n, base_rss), (last_n, last_rss) = memory["base"], memory["last"]
     rows = [
@@ -228,6 +248,13 @@ def report_memory(memory: dict[str, Any]) -> list[str]:
         ["the join state alone in a bare process (bench_state, RSS delta / n, same events file)",
          f"{memory['in_process']:,.0f}"],
     ]
+    if apart:
+        rows += [
+            ["the same worker with ClickHouse in a process of its own (`sinks/http_front.py`): bytes per pending "
+             "request of the worker process (slope)", f"**{apart['slope']:,.0f}**"],
+            ["  and of the ClickHouse process, per stored prediction (slope)", f"{apart['store_slope']:,.0f}"],
+            ["  peak RSS of that worker, VmHWM (MB)", f"{apart['peak'] / MB:,.0f}"],
+        ]
     return [f"**(e) {n:,} pending predictions** (distinct `degradation` predictions, never labeled, "
             "JOIN_TTL_SECONDS of a year), read by a fresh worker; its VmRSS and /status sampled four times a "
             "second:", "", markdown_table(["", "value"], rows), "", f"Load average at the end: {memory['load']}."]
@@ -252,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.pending:
             started = time.monotonic()
             memory = pending_memory(broker.bootstrap, data, args.pending)
-            sections["bench-memory"] = "\n".join(header(args, time.monotonic() - started) + report_memory(memory))
+            apart = pending_memory(broker.bootstrap, data, args.pending, front=True)
+            sections["bench-memory"] = "\n".join(header(args, time.monotonic() - started) + report_memory(memory, apart))
     for name, text in sections.items():
         print(text + "\n")
         if args.write:

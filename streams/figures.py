@@ -8,7 +8,7 @@ This module builds the SQL and turns result rows into plain structures.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -22,13 +22,35 @@ def quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+Version = tuple[str, str]  # (model, model_version)
+Groups = Mapping[Version, Iterable[int]]  # windows (start ms) to compute, per model version
+
+
+def _ms(w: int) -> str:
+    return f"fromUnixTimestamp64Milli(toInt64({int(w)}), 'UTC')"
+
+
 def _windows_filter(windows: Iterable[int]) -> str:
-    items = ", ".join(f"fromUnixTimestamp64Milli(toInt64({int(w)}), 'UTC')" for w in sorted(set(windows)))
-    return f"window_start IN ({items})"
+    return f"window_start IN ({', '.join(_ms(w) for w in sorted(set(windows)))})"
 
 
 def _version_filter(model: str, version: str) -> str:
     return f"model = {quote(model)} AND model_version = {quote(version)}"
+
+
+def _groups_filter(groups: Groups) -> str:
+    """The rows of these windows of these versions (one condition on the tables' sort key)."""
+    items = ", ".join(f"({quote(m)}, {quote(v)}, {_ms(w)})"
+                      for (m, v), windows in sorted(groups.items()) for w in sorted(set(windows)))
+    return f"(model, model_version, window_start) IN ({items})"
+
+
+def _per_version(values: Mapping[Version, str]) -> str:
+    """A literal Map(model, Map(version, value)), read in SQL as ``m[model][model_version]``."""
+    models: dict[str, list[str]] = {}
+    for (model, version), value in sorted(values.items()):
+        models.setdefault(model, []).append(f"{quote(version)}, {value}")
+    return "map(" + ", ".join(f"{quote(m)}, map({', '.join(items)})" for m, items in models.items()) + ")"
 
 
 @dataclass
@@ -45,29 +67,29 @@ class WindowCounts:
     late_labels: int = 0  # outcomes joined after the window was final (they still count)
 
 
-def prediction_counts_sql(db: str, model: str, version: str, windows: Iterable[int], positive_label: str) -> str:
+def prediction_counts_sql(db: str, groups: Groups, positive_label: str) -> str:
     return (
-        "SELECT toUnixTimestamp64Milli(window_start) AS w, count(), countIf(prediction = "
+        "SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS w, count(), countIf(prediction = "
         f"{quote(positive_label)}), sum(toDecimal128(ifNull(confidence, 0), 15)), count(confidence) "
-        f"FROM `{db}`.predictions FINAL WHERE {_version_filter(model, version)} AND {_windows_filter(windows)} "
-        "GROUP BY w"
+        f"FROM `{db}`.predictions FINAL WHERE {_groups_filter(groups)} GROUP BY model, model_version, w"
     )
 
 
-def confusion_sql(db: str, model: str, version: str, windows: Iterable[int]) -> str:
+def confusion_sql(db: str, groups: Groups) -> str:
     return (
-        "SELECT toUnixTimestamp64Milli(window_start) AS w, prediction, label, count(), sum(late) "
-        f"FROM `{db}`.outcomes FINAL WHERE {_version_filter(model, version)} AND {_windows_filter(windows)} "
-        "GROUP BY w, prediction, label"
+        "SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS w, prediction, label, count(), sum(late) "
+        f"FROM `{db}`.outcomes FINAL WHERE {_groups_filter(groups)} GROUP BY model, model_version, w, prediction, label"
     )
 
 
-def window_counts(prediction_rows: Sequence[tuple], confusion_rows: Sequence[tuple]) -> dict[int, WindowCounts]:
-    counts: dict[int, WindowCounts] = {}
-    for w, n, positives, conf_sum, conf_n in prediction_rows:
-        counts[int(w)] = WindowCounts(int(n), int(positives), Decimal(conf_sum), int(conf_n))
-    for w, prediction, label, n, late in confusion_rows:
-        window = counts.setdefault(int(w), WindowCounts())
+def window_counts(prediction_rows: Sequence[tuple],
+                  confusion_rows: Sequence[tuple]) -> dict[Version, dict[int, WindowCounts]]:
+    counts: dict[Version, dict[int, WindowCounts]] = {}
+    for model, version, w, n, positives, conf_sum, conf_n in prediction_rows:
+        counts.setdefault((model, version), {})[int(w)] = WindowCounts(int(n), int(positives), Decimal(conf_sum),
+                                                                       int(conf_n))
+    for model, version, w, prediction, label, n, late in confusion_rows:
+        window = counts.setdefault((model, version), {}).setdefault(int(w), WindowCounts())
         window.confusion[(prediction, label)] = int(n)
         window.late_labels += int(late)
     return counts
@@ -77,55 +99,77 @@ def _array(values: np.ndarray) -> str:
     return "[" + ", ".join(repr(float(v)) for v in values) + "]"
 
 
-def numeric_bins_sql(db: str, model: str, version: str, windows: Iterable[int],
-                     subjects: dict[str, NumericReference]) -> str | None:
-    """Per window, feature and bin: count of values (bin = number of edges strictly below x)."""
-    features = {k: v for k, v in subjects.items() if not k.startswith("__")}
+def _edges(values: np.ndarray) -> str:
+    return f"CAST({_array(values)} AS Array(Float64))"
+
+
+def numeric_bins_sql(db: str, groups: Groups, subjects: Mapping[Version, Mapping[str, FeatureReference]]) -> str | None:
+    """Per version, window, numeric feature and bin: count of values (bin = number of edges
+    strictly below x), each version against its own reference's edges."""
+    features = {version: {k: v for k, v in refs.items() if isinstance(v, NumericReference) and not k.startswith("__")}
+                for version, refs in subjects.items()}
+    features = {version: refs for version, refs in features.items() if refs and version in groups}
     if not features:
         return None
-    edges = "map(" + ", ".join(f"{quote(k)}, CAST({_array(v.edges)} AS Array(Float64))" for k, v in features.items()) + ")"
-    names = "[" + ", ".join(quote(k) for k in features) + "]"
+    edges = _per_version({version: "map(" + ", ".join(f"{quote(k)}, {_edges(v.edges)}" for k, v in refs.items()) + ")"
+                          for version, refs in features.items()})
     return (
-        f"SELECT toUnixTimestamp64Milli(window_start) AS w, k, arrayCount(e -> e < v, {edges}[k]) AS bin, count() "
+        f"SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS w, k, "
+        f"arrayCount(e -> e < v, {edges}[model][model_version][k]) AS bin, count() "
         f"FROM `{db}`.predictions FINAL ARRAY JOIN mapKeys(num_features) AS k, mapValues(num_features) AS v "
-        f"WHERE {_version_filter(model, version)} AND {_windows_filter(windows)} AND has({names}, k) "
-        "GROUP BY w, k, bin"
+        f"WHERE {_groups_filter({version: groups[version] for version in features})} "
+        f"AND mapContains({edges}[model][model_version], k) GROUP BY model, model_version, w, k, bin"
     )
 
 
-def categorical_values_sql(db: str, model: str, version: str, windows: Iterable[int],
-                           subjects: dict[str, CategoricalReference]) -> str | None:
-    features = [k for k in subjects if not k.startswith("__")]
+def categorical_values_sql(db: str, groups: Groups,
+                           subjects: Mapping[Version, Mapping[str, FeatureReference]]) -> str | None:
+    features = {version: [k for k, v in refs.items() if isinstance(v, CategoricalReference) and not k.startswith("__")]
+                for version, refs in subjects.items()}
+    features = {version: names for version, names in features.items() if names and version in groups}
     if not features:
         return None
-    names = "[" + ", ".join(quote(k) for k in features) + "]"
+    names = _per_version({version: "[" + ", ".join(quote(k) for k in names) + "]" for version, names in features.items()})
     return (
-        "SELECT toUnixTimestamp64Milli(window_start) AS w, k, v, count() "
+        "SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS w, k, v, count() "
         f"FROM `{db}`.predictions FINAL ARRAY JOIN mapKeys(cat_features) AS k, mapValues(cat_features) AS v "
-        f"WHERE {_version_filter(model, version)} AND {_windows_filter(windows)} AND has({names}, k) "
-        "GROUP BY w, k, v"
+        f"WHERE {_groups_filter({version: groups[version] for version in features})} "
+        f"AND has({names}[model][model_version], k) GROUP BY model, model_version, w, k, v"
     )
 
 
-def score_bins_sql(db: str, model: str, version: str, windows: Iterable[int], edges: np.ndarray) -> str:
+def score_bins_sql(db: str, groups: Groups, edges: Mapping[Version, np.ndarray]) -> str | None:
+    edges = {version: e for version, e in edges.items() if version in groups}
+    if not edges:
+        return None
+    by_version = _per_version({version: _edges(e) for version, e in edges.items()})
     return (
-        f"SELECT toUnixTimestamp64Milli(window_start) AS w, '__score__', "
-        f"arrayCount(e -> e < assumeNotNull(score), CAST({_array(edges)} AS Array(Float64))) AS bin, count() "
-        f"FROM `{db}`.predictions FINAL WHERE {_version_filter(model, version)} AND {_windows_filter(windows)} "
-        "AND score IS NOT NULL GROUP BY w, bin"
+        f"SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS w, '__score__', "
+        f"arrayCount(e -> e < assumeNotNull(score), {by_version}[model][model_version]) AS bin, count() "
+        f"FROM `{db}`.predictions FINAL WHERE {_groups_filter({version: groups[version] for version in edges})} "
+        "AND score IS NOT NULL GROUP BY model, model_version, w, bin"
     )
 
 
-def predicted_class_sql(db: str, model: str, version: str, windows: Iterable[int]) -> str:
+def predicted_class_sql(db: str, groups: Groups) -> str | None:
+    if not groups:
+        return None
     return (
-        "SELECT toUnixTimestamp64Milli(window_start) AS w, '__prediction__', prediction, count() "
-        f"FROM `{db}`.predictions FINAL WHERE {_version_filter(model, version)} AND {_windows_filter(windows)} "
-        "GROUP BY w, prediction"
+        "SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS w, '__prediction__', prediction, count() "
+        f"FROM `{db}`.predictions FINAL WHERE {_groups_filter(groups)} GROUP BY model, model_version, w, prediction"
     )
+
+
+def by_version(rows: Iterable[tuple]) -> dict[Version, list[tuple]]:
+    """Rows that start with (model, model_version), split by version, without those two columns."""
+    out: dict[Version, list[tuple]] = {}
+    for row in rows:
+        out.setdefault((row[0], row[1]), []).append(tuple(row[2:]))
+    return out
 
 
 def bin_counts(
-    subjects: dict[str, FeatureReference],
+    subjects: Mapping[str, FeatureReference],
     numeric_rows: Iterable[tuple],
     categorical_rows: Iterable[tuple],
 ) -> dict[int, dict[str, np.ndarray]]:

@@ -35,7 +35,7 @@ from streams.join import DUPLICATE, JoinState, Outcome
 from streams.metrics import classification_figures
 from streams.parsing import FUTURE_SKEW_MS, parse_ground_truth, parse_prediction
 from streams.progress import PARTITION_CLOCK, ForeignProgress, Source
-from streams.psi import NumericReference, psi, psi_band
+from streams.psi import psi, psi_band
 from streams.records import GroundTruth, Prediction, Rejection
 from streams.reference import Reference, ReferenceFile, build_reference, load_reference_file
 from streams.settings import Settings
@@ -44,7 +44,8 @@ from streams.windows import is_closed, is_final, window_end_ms, window_start_ms
 
 log = logging.getLogger(__name__)
 REFRESH_INTERVAL_S = 1.0
-REFRESH_SHARE = 0.1  # of the time, at most, spent refreshing figures while input keeps coming
+REFRESH_SHARE = 0.1  # of the time, at most, spent refreshing figures while the worker is loaded
+LOADED = 0.5  # share of the time spent processing batches from which the worker counts as loaded
 YIELD_EVERY = 500  # messages parsed between two chances for the event loop to run other tasks
 WRITE_DEPTH = 2  # batches waiting for ClickHouse before consumption pauses
 BATCH_MAX = 5000  # messages per batch handed to process_batch
@@ -180,7 +181,7 @@ class Monitor:
         self.first_message_at: float | None = None  # wall clock, for throughput measurements
         self.last_message_at: float | None = None
         self._last_input: float | None = None  # monotonic time of the last batch
-        self._last_batch_size = 0
+        self._processing_s = 0.0  # spent in process_batch since the last refresh
         self.resume_after: dict[tuple[str, int], int] = {}
         self.reference_file: ReferenceFile | None = (
             load_reference_file(settings.reference_path, bins=settings.psi_bins) if settings.reference_path else None
@@ -237,15 +238,15 @@ class Monitor:
         await self.writer.close()
 
     async def refresh_if_due(self) -> None:
-        """Refresh REFRESH_INTERVAL_S after the last one ended, but while a backlog is read (full
-        batches) spend at most REFRESH_SHARE of the time on it: the backlog is read faster, and
-        rows catch up when it ends."""
+        """Refresh REFRESH_INTERVAL_S after the last one ended; but while the worker is loaded
+        (processing batches LOADED of the time or more: a backlog, or traffic near its capacity)
+        spend at most REFRESH_SHARE of the time on refreshes: input is read faster, joins and
+        ADWIN alerts keep up, and rows catch up when the load falls."""
         if self._refresh_queued:
             return
         elapsed = time.monotonic() - self._last_refresh
-        backlog = self._last_batch_size >= BATCH_MAX and self._last_input is not None and (
-            time.monotonic() - self._last_input < REFRESH_INTERVAL_S)
-        if elapsed >= REFRESH_INTERVAL_S and (not backlog or elapsed >= self._refresh_cost / REFRESH_SHARE):
+        loaded = self._processing_s >= LOADED * elapsed
+        if elapsed >= REFRESH_INTERVAL_S and (not loaded or elapsed >= self._refresh_cost / REFRESH_SHARE):
             await self.refresh(wait=False)
 
     def assign(self, partitions: set[tuple[str, int]], revoked: set[tuple[str, int]] = frozenset()) -> None:
@@ -328,6 +329,7 @@ class Monitor:
         its offsets be committed. Waits while the writer holds WRITE_DEPTH jobs
         (backpressure during a ClickHouse outage).
         """
+        started = time.monotonic()
         if self.first_message_at is None:
             self.first_message_at = time.time()
         await self.recover_partitions()
@@ -394,7 +396,7 @@ class Monitor:
                                              len(batch), [on_written] if on_written else []))
         self.last_message_at = time.time()
         self._last_input = time.monotonic()
-        self._last_batch_size = len(batch)
+        self._processing_s += time.monotonic() - started
         await self.refresh_if_due()
 
     async def _queue_facts(self, facts: PendingFacts) -> None:
@@ -522,20 +524,21 @@ class Monitor:
             await self._read_foreign_progress()
             pending_alerts: list[Alert] = []
             now_ms = int(self.clock() * 1000)
-            for v in plan.versions:
-                state = v.state
+            touched: dict[int, list[int]] = {}  # windows to compute, per version (index in the plan)
+            for i, v in enumerate(plan.versions):
                 windows = set(v.windows)
-                if await self._ensure_reference(state):
-                    windows |= state.windows  # drift rows for every window, against the new reference
-                await self._ensure_baseline(state, v.newly_final, v.binary)
+                if await self._ensure_reference(v.state):
+                    windows |= v.state.windows  # drift rows for every window, against the new reference
+                await self._ensure_baseline(v.state, v.newly_final, v.binary)
                 if windows:
-                    metrics_rows, drift_rows = await self._compute(state, sorted(windows), v.binary,
-                                                                   v.rolling_accuracy)
-                    await self.store.insert("window_metrics", metrics_rows)
-                    await self.store.insert("feature_drift", drift_rows)
-                computed += 1
-                if plan.evaluates_alerts:
-                    pending_alerts += self._evaluate(state, v.newly_closed, v.newly_final, now_ms)
+                    touched[i] = sorted(windows)
+            metrics_rows, drift_rows = await self._compute([(plan.versions[i], w) for i, w in touched.items()])
+            await self.store.insert("window_metrics", metrics_rows)
+            await self.store.insert("feature_drift", drift_rows)
+            computed = len(plan.versions)
+            if plan.evaluates_alerts:
+                for v in plan.versions:
+                    pending_alerts += self._evaluate(v.state, v.newly_closed, v.newly_final, now_ms)
             if plan.evaluates_alerts:
                 await self._publish(pending_alerts)
                 checkpoints = [[self.s.app_id, v.state.model, v.state.version, v.watermark_ms, time.time()]
@@ -554,6 +557,7 @@ class Monitor:
             raise
         finally:
             self._refresh_queued = False
+            self._processing_s = 0.0
             self._last_refresh = time.monotonic()
             self._refresh_cost = self._last_refresh - started
 
@@ -628,7 +632,7 @@ class Monitor:
         if state.baseline_accuracy is not None or not newly_final:
             return
         candidates = sorted(state.final)
-        counts = await self._counts(state, candidates)
+        counts = (await self._counts({(state.model, state.version): candidates})).get((state.model, state.version), {})
         for w in candidates:
             c = counts.get(w)
             labeled = sum(c.confusion.values()) if c else 0
@@ -646,71 +650,80 @@ class Monitor:
             _seconds(state.baseline_window_ms), time.time(),
         ]])
 
-    async def _counts(self, state: VersionState, windows: list[int]) -> dict[int, figures.WindowCounts]:
-        pred = await self.store.query(figures.prediction_counts_sql(self.db, state.model, state.version, windows,
-                                                                     self.s.positive_label))
-        conf = await self.store.query(figures.confusion_sql(self.db, state.model, state.version, windows))
+    async def _counts(self, groups: figures.Groups) -> dict[figures.Version, dict[int, figures.WindowCounts]]:
+        if not groups:
+            return {}
+        pred = await self.store.query(figures.prediction_counts_sql(self.db, groups, self.s.positive_label))
+        conf = await self.store.query(figures.confusion_sql(self.db, groups))
         return figures.window_counts(pred, conf)
 
-    async def _compute(self, state: VersionState, windows: list[int], binary: bool,
-                       rolling: float | None) -> tuple[list[list[Any]], list[list[Any]]]:
+    async def _compute(self, targets: list[tuple[VersionRefresh, list[int]]]) -> tuple[list[list[Any]], list[list[Any]]]:
+        """window_metrics and feature_drift rows of these windows, every version in the same few
+        queries (a query costs the engine about the same for one version as for all)."""
         # Stamped before reading: of two workers' rows for a window, the newer one read the
         # facts later, so the row that wins in window_metrics FINAL is never the staler one.
         now = time.time()
-        counts = await self._counts(state, windows)
+        groups = {(v.state.model, v.state.version): windows for v, windows in targets}
+        counts = await self._counts(groups)
         metrics_rows = []
-        for w in windows:
-            c = counts.get(w, figures.WindowCounts())
-            fig = classification_figures(c.confusion, self.s.positive_label, binary=binary)
-            state.last_figures[w] = (fig.labeled, fig.correct, fig.accuracy)
-            metrics_rows.append([
-                state.model, state.version, _seconds(w), _seconds(window_end_ms(w, self.s.window_seconds)),
-                c.predictions, fig.labeled, fig.correct, fig.accuracy, fig.precision, fig.recall, fig.f1,
-                c.positives / c.predictions if c.predictions else None,
-                float(c.confidence_sum / c.confidence_n) if c.confidence_n else None,
-                rolling, fig.labeled / c.predictions if c.predictions else None,
-                int(w in state.final), now, c.late_labels,
-            ])
-        drift_rows = await self._drift_rows(state, windows, now)
+        for v, windows in targets:
+            state = v.state
+            per_window = counts.get((state.model, state.version), {})
+            for w in windows:
+                c = per_window.get(w, figures.WindowCounts())
+                fig = classification_figures(c.confusion, self.s.positive_label, binary=v.binary)
+                state.last_figures[w] = (fig.labeled, fig.correct, fig.accuracy)
+                metrics_rows.append([
+                    state.model, state.version, _seconds(w), _seconds(window_end_ms(w, self.s.window_seconds)),
+                    c.predictions, fig.labeled, fig.correct, fig.accuracy, fig.precision, fig.recall, fig.f1,
+                    c.positives / c.predictions if c.predictions else None,
+                    float(c.confidence_sum / c.confidence_n) if c.confidence_n else None,
+                    v.rolling_accuracy, fig.labeled / c.predictions if c.predictions else None,
+                    int(w in state.final), now, c.late_labels,
+                ])
+        drift_rows = await self._drift_rows([(v.state, windows) for v, windows in targets], now)
         return metrics_rows, drift_rows
 
-    async def _drift_rows(self, state: VersionState, windows: list[int], now: float) -> list[list[Any]]:
-        ref = state.reference
-        if ref is None:
+    async def _drift_rows(self, targets: list[tuple[VersionState, list[int]]], now: float) -> list[list[Any]]:
+        """PSI rows of these windows against each version's reference (versions without one have none)."""
+        targets = [(state, windows) for state, windows in targets if state.reference is not None]
+        if not targets:
             return []
-        subjects = ref.drift_subjects
-        numeric = {k: v for k, v in subjects.items() if isinstance(v, NumericReference)}
-        categorical = {k: v for k, v in subjects.items() if not isinstance(v, NumericReference)}
+        groups = {(s.model, s.version): windows for s, windows in targets}
+        refs: dict[figures.Version, Reference] = {(s.model, s.version): s.reference for s, _ in targets
+                                                   if s.reference is not None}
+        subjects = {version: ref.drift_subjects for version, ref in refs.items()}
+        scores = {version: ref.score.edges for version, ref in refs.items() if ref.score is not None}
+        predicted = {version: groups[version] for version, ref in refs.items() if ref.prediction is not None}
         numeric_rows: list[tuple] = []
         categorical_rows: list[tuple] = []
-        sql = figures.numeric_bins_sql(self.db, state.model, state.version, windows, numeric)
-        if sql:
-            numeric_rows += await self.store.query(sql)
-        sql = figures.categorical_values_sql(self.db, state.model, state.version, windows, categorical)
-        if sql:
-            categorical_rows += await self.store.query(sql)
-        if ref.score is not None:
-            numeric_rows += await self.store.query(
-                figures.score_bins_sql(self.db, state.model, state.version, windows, ref.score.edges))
-        if ref.prediction is not None:
-            categorical_rows += await self.store.query(
-                figures.predicted_class_sql(self.db, state.model, state.version, windows))
-        counts = figures.bin_counts(subjects, numeric_rows, categorical_rows)
+        for sql, out in ((figures.numeric_bins_sql(self.db, groups, subjects), numeric_rows),
+                         (figures.score_bins_sql(self.db, groups, scores), numeric_rows),
+                         (figures.categorical_values_sql(self.db, groups, subjects), categorical_rows),
+                         (figures.predicted_class_sql(self.db, predicted), categorical_rows)):
+            if sql:
+                out += await self.store.query(sql)
+        numeric, categorical = figures.by_version(numeric_rows), figures.by_version(categorical_rows)
         rows = []
-        for w in windows:
-            per_subject = counts.get(w, {})
-            state.last_psi[w] = {}
-            for subject, sref in subjects.items():
-                bins = per_subject.get(subject)
-                n = int(bins.sum()) if bins is not None else 0
-                value = psi(sref.shares, bins) if bins is not None else None
-                band = psi_band(value, self.s.psi_warn, self.s.psi_alert)
-                if value is not None:
-                    state.last_psi[w][subject] = value
-                rows.append([
-                    state.model, state.version, _seconds(w), _seconds(window_end_ms(w, self.s.window_seconds)), subject,
-                    sref.kind, value, n, int(band == "drift"), band, ref.source, now,
-                ])
+        for state, windows in targets:
+            ref = state.reference
+            assert ref is not None
+            version = (state.model, state.version)
+            counts = figures.bin_counts(ref.drift_subjects, numeric.get(version, []), categorical.get(version, []))
+            for w in windows:
+                per_subject = counts.get(w, {})
+                state.last_psi[w] = {}
+                for subject, sref in ref.drift_subjects.items():
+                    bins = per_subject.get(subject)
+                    n = int(bins.sum()) if bins is not None else 0
+                    value = psi(sref.shares, bins) if bins is not None else None
+                    band = psi_band(value, self.s.psi_warn, self.s.psi_alert)
+                    if value is not None:
+                        state.last_psi[w][subject] = value
+                    rows.append([
+                        state.model, state.version, _seconds(w), _seconds(window_end_ms(w, self.s.window_seconds)),
+                        subject, sref.kind, value, n, int(band == "drift"), band, ref.source, now,
+                    ])
         return rows
 
     # -- alerts -------------------------------------------------------------------
