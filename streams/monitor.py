@@ -518,29 +518,26 @@ class Monitor:
     async def _refresh_job(self, plan: RefreshPlan) -> None:
         """The writer's part of a refresh: rows and alerts from the facts stored up to the plan."""
         started = time.monotonic()
-        computed = 0  # versions whose rows are written
+        rows_written = False
         try:
             await self.store.insert("partition_progress", plan.progress_rows)
             await self._read_foreign_progress()
-            pending_alerts: list[Alert] = []
-            now_ms = int(self.clock() * 1000)
-            touched: dict[int, list[int]] = {}  # windows to compute, per version (index in the plan)
-            for i, v in enumerate(plan.versions):
+            targets: list[tuple[VersionRefresh, list[int]]] = []  # windows to compute, per version
+            for v in plan.versions:
                 windows = set(v.windows)
                 if await self._ensure_reference(v.state):
                     windows |= v.state.windows  # drift rows for every window, against the new reference
                 await self._ensure_baseline(v.state, v.newly_final, v.binary)
                 if windows:
-                    touched[i] = sorted(windows)
-            metrics_rows, drift_rows = await self._compute([(plan.versions[i], w) for i, w in touched.items()])
+                    targets.append((v, sorted(windows)))
+            metrics_rows, drift_rows = await self._compute(targets)
             await self.store.insert("window_metrics", metrics_rows)
             await self.store.insert("feature_drift", drift_rows)
-            computed = len(plan.versions)
+            rows_written = True
             if plan.evaluates_alerts:
-                for v in plan.versions:
-                    pending_alerts += self._evaluate(v.state, v.newly_closed, v.newly_final, now_ms)
-            if plan.evaluates_alerts:
-                await self._publish(pending_alerts)
+                now_ms = int(self.clock() * 1000)
+                await self._publish([a for v in plan.versions
+                                     for a in self._evaluate(v.state, v.newly_closed, v.newly_final, now_ms)])
                 checkpoints = [[self.s.app_id, v.state.model, v.state.version, v.watermark_ms, time.time()]
                                for v in plan.versions if v.watermark_ms != v.state.evaluated_watermark]
                 await self.store.insert("checkpoints", checkpoints)
@@ -551,8 +548,9 @@ class Monitor:
             self.refreshed_watermark_ms = plan.watermark_ms
             self.refreshed_messages = plan.messages
         except BaseException:
-            for v in plan.versions[computed:]:  # computed by the next refresh
-                v.state.dirty |= v.windows
+            if not rows_written:  # computed by the next refresh
+                for v in plan.versions:
+                    v.state.dirty |= v.windows
             self._progress_written.clear()  # reported again by the next refresh
             raise
         finally:
