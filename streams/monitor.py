@@ -182,6 +182,7 @@ class Monitor:
         self.last_message_at: float | None = None
         self._last_input: float | None = None  # monotonic time of the last batch
         self._processing_s = 0.0  # spent in process_batch since the last refresh
+        self._last_batch_size = 0
         self.resume_after: dict[tuple[str, int], int] = {}
         self.reference_file: ReferenceFile | None = (
             load_reference_file(settings.reference_path, bins=settings.psi_bins) if settings.reference_path else None
@@ -239,13 +240,13 @@ class Monitor:
 
     async def refresh_if_due(self) -> None:
         """Refresh REFRESH_INTERVAL_S after the last one ended; but while the worker is loaded
-        (processing batches LOADED of the time or more: a backlog, or traffic near its capacity)
-        spend at most REFRESH_SHARE of the time on refreshes: input is read faster, joins and
-        ADWIN alerts keep up, and rows catch up when the load falls."""
+        (a backlog: the last batch was full; or traffic near its capacity: processing batches
+        LOADED of the time or more) spend at most REFRESH_SHARE of the time on refreshes: input
+        is read faster, joins and ADWIN alerts keep up, and rows catch up when the load falls."""
         if self._refresh_queued:
             return
         elapsed = time.monotonic() - self._last_refresh
-        loaded = self._processing_s >= LOADED * elapsed
+        loaded = self._last_batch_size >= BATCH_MAX or self._processing_s >= LOADED * elapsed
         if elapsed >= REFRESH_INTERVAL_S and (not loaded or elapsed >= self._refresh_cost / REFRESH_SHARE):
             await self.refresh(wait=False)
 
@@ -397,6 +398,7 @@ class Monitor:
         self.last_message_at = time.time()
         self._last_input = time.monotonic()
         self._processing_s += time.monotonic() - started
+        self._last_batch_size = len(batch)
         await self.refresh_if_due()
 
     async def _queue_facts(self, facts: PendingFacts) -> None:
