@@ -120,6 +120,15 @@ class PendingFacts:
     on_written: list[Callable[[], None]] = field(default_factory=list)
     started: bool = False
 
+    def absorb(self, other: PendingFacts) -> None:
+        """Take another batch's facts into this write."""
+        self.outcomes += other.outcomes
+        self.labels += other.labels
+        self.predictions += other.predictions
+        self.alerts += other.alerts
+        self.on_written += other.on_written
+        self.messages += other.messages
+
 
 @dataclass(frozen=True)
 class VersionRefresh:
@@ -406,9 +415,7 @@ class Monitor:
         (at most BATCH_MAX messages per write), else as a write of their own."""
         waiting = self._open_facts
         if waiting is not None and not waiting.started and waiting.messages + facts.messages <= BATCH_MAX:
-            for name in ("outcomes", "labels", "predictions", "alerts", "on_written"):
-                getattr(waiting, name).extend(getattr(facts, name))
-            waiting.messages += facts.messages
+            waiting.absorb(facts)
             return
         self._open_facts = facts
         await self.writer.submit(partial(self._write_facts, facts))
@@ -686,12 +693,11 @@ class Monitor:
 
     async def _drift_rows(self, targets: list[tuple[VersionState, list[int]]], now: float) -> list[list[Any]]:
         """PSI rows of these windows against each version's reference (versions without one have none)."""
-        targets = [(state, windows) for state, windows in targets if state.reference is not None]
-        if not targets:
-            return []
-        groups = {(s.model, s.version): windows for s, windows in targets}
         refs: dict[figures.Version, Reference] = {(s.model, s.version): s.reference for s, _ in targets
                                                    if s.reference is not None}
+        if not refs:
+            return []
+        groups = {(s.model, s.version): windows for s, windows in targets if (s.model, s.version) in refs}
         subjects = {version: ref.drift_subjects for version, ref in refs.items()}
         scores = {version: ref.score.edges for version, ref in refs.items() if ref.score is not None}
         predicted = {version: groups[version] for version, ref in refs.items() if ref.prediction is not None}
@@ -706,9 +712,10 @@ class Monitor:
         numeric, categorical = figures.by_version(numeric_rows), figures.by_version(categorical_rows)
         rows = []
         for state, windows in targets:
-            ref = state.reference
-            assert ref is not None
             version = (state.model, state.version)
+            ref = refs.get(version)
+            if ref is None:
+                continue
             counts = figures.bin_counts(ref.drift_subjects, numeric.get(version, []), categorical.get(version, []))
             for w in windows:
                 per_subject = counts.get(w, {})
