@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo broker down bench bench-backlog bench-latency bench-scaling bench-all clean
+.PHONY: install test lint chromium demo broker down bench bench-backlog bench-latency bench-scaling bench-all clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,8 +17,25 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) lint
+test: $(STAMP) lint chromium
 	$(BIN)/python -m pytest streams producers sinks tests
+
+# The HTML report's browser test (tests/integration/test_report.py) runs headless Chromium:
+# Debian's chromium package, installed with apt-get (sudo when not root) when none is on the PATH.
+CHROMIUM_HELP := Chromium is required for the report tests (tests/integration/test_report.py): \
+install it (Debian/Ubuntu: sudo apt-get install chromium) so that chromium is on the PATH, then run make test again
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  if ! command -v apt-get >/dev/null 2>&1 || { [ -n "$$sudo" ] && ! command -v sudo >/dev/null 2>&1; }; then \
+	    echo "$(CHROMIUM_HELP)" >&2; exit 1; \
+	  fi; \
+	  echo "Installing Chromium for the report tests (apt-get install chromium)"; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
+	    && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	    && command -v chromium >/dev/null 2>&1 \
+	    || { echo "$(CHROMIUM_HELP)" >&2; exit 1; }; \
+	}
 
 demo: $(STAMP)
 	$(BIN)/python -m streams.demo

@@ -43,7 +43,7 @@ from streams.kafka_config import confluent_config
 from streams.parsing import FUTURE_SKEW_MS, parse_ground_truth, parse_prediction
 from streams.records import Rejection
 from streams.settings import Settings, SettingsError, load_settings
-from streams.tabular import Shard, file_format, read_rows
+from streams.tabular import Shard, file_format, identifier_text, read_rows
 
 DEFAULT_MODEL = "model"
 DEFAULT_VERSION = "v1"
@@ -109,17 +109,17 @@ def layout_of(columns: Iterable[str]) -> Layout:
     return Layout(tuple(features), tuple(probabilities))
 
 
-def _text(value: Any) -> Any:
-    """Identifiers typed as integers by the CSV rule (request_id 123, version 2) are sent as text."""
-    return str(value) if type(value) is int else value
-
-
 def row_events(row: Row, layout: Layout, default_model: str = DEFAULT_MODEL) -> tuple[Row, Row | None]:
-    """The prediction event of a row and its ground-truth event (None when never labeled)."""
-    model = _text(row.get("model")) or default_model
-    version = _text(row.get("model_version")) or DEFAULT_VERSION
+    """The prediction event of a row and its ground-truth event (None when never labeled).
+
+    ``request_id``, ``model`` and ``model_version`` are text: :func:`~streams.tabular.read_rows`
+    keeps a file's identifiers as written, and a number in rows given directly becomes its
+    text here the same way (3 -> "3").
+    """
+    model = identifier_text(row.get("model")) or default_model
+    version = identifier_text(row.get("model_version")) or DEFAULT_VERSION
     prediction: Row = {
-        "request_id": _text(row.get("request_id")),
+        "request_id": identifier_text(row.get("request_id")),
         "model": model,
         "model_version": version,
         "timestamp": row.get("timestamp"),

@@ -124,7 +124,11 @@ class ReferenceFile:
 
 
 def load_reference_file(path: str | Path, *, bins: int) -> ReferenceFile:
-    """Read a CSV/Parquet/JSONL reference (CSV cells typed by the contract's rule)."""
+    """Read a CSV/Parquet/JSONL reference (CSV cells typed by the contract's rule).
+
+    ``model`` and ``model_version`` are text as written (``2026.10`` stays "2026.10",
+    see :data:`streams.tabular.IDENTIFIER_COLUMNS`), so they match the replayed events'.
+    """
     from streams.tabular import read_rows
 
     grouped: dict[tuple[str, str] | None, list[dict[str, Any]]] = {}

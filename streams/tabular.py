@@ -5,17 +5,23 @@ thing wherever it comes from. CSV has no types, so each cell is typed by one rul
 (:func:`type_cell`); Parquet and JSONL keep their own types, except that a NaN
 float becomes ``None`` (NaN is "no value", and it is not JSON).
 
+The identifier columns (:data:`IDENTIFIER_COLUMNS`: ``request_id``, ``model``,
+``model_version``) are text in every format: a CSV cell exactly as written
+(``2026.10``, ``00123``, ``1e5`` stay so; empty is still ``None``), and a number
+that a Parquet or JSONL file stores there becomes its text (:func:`identifier_text`).
+
 Rows come out as ``(line_number, dict)`` so that a bad row can be reported where a
 person finds it: the physical line for CSV (the header is line 1) and JSONL, the
 1-based row number for Parquet.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "log.csv"
->>> _ = path.write_text("request_id,score,flag,note\\nr1,0.25,TRUE,\\nr2,3,false,nan\\n")
+>>> _ = path.write_text("request_id,model_version,score,flag,note\\n"
+...                      "r1,2026.10,0.25,TRUE,\\n00123,3,3,false,nan\\n")
 >>> for line, row in read_rows(path):
 ...     print(line, row)
-2 {'request_id': 'r1', 'score': 0.25, 'flag': True, 'note': None}
-3 {'request_id': 'r2', 'score': 3, 'flag': False, 'note': 'nan'}
+2 {'request_id': 'r1', 'model_version': '2026.10', 'score': 0.25, 'flag': True, 'note': None}
+3 {'request_id': '00123', 'model_version': '3', 'score': 3, 'flag': False, 'note': 'nan'}
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +44,9 @@ CSV_SUFFIXES = frozenset({".csv"})
 PARQUET_SUFFIXES = frozenset({".parquet"})
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
 SUFFIXES = CSV_SUFFIXES | PARQUET_SUFFIXES | JSONL_SUFFIXES
+
+# Columns that name things rather than measure them: never typed as numbers or bools.
+IDENTIFIER_COLUMNS = ("request_id", "model", "model_version")
 
 _NUMBER_START = frozenset("0123456789+-.")
 _NUMBER_CHARS = "0123456789+-.eE"
@@ -70,6 +80,34 @@ def type_cell(text: str) -> Any:
     if len(text) in (4, 5):
         return _BOOLS.get(text.lower(), text)
     return text
+
+
+def identifier_text(value: Any) -> Any:
+    """The text of an identifier that a file stores as a number; any other value as it is.
+
+    An integer gives its digits, a float its shortest repr (the text that reads back as
+    the same float: ``2026.1``, not ``2026.10``, which only a string column keeps), a
+    decimal its exact text. Strings, ``None``, bools and everything else are left for
+    the event parser to accept or reject.
+
+    >>> [identifier_text(v) for v in (3, 2026.1, 2026.10, 1e5, Decimal("2026.10"), "00123", None, True)]
+    ['3', '2026.1', '2026.1', '100000.0', '2026.10', '00123', None, True]
+    """
+    kind = type(value)
+    if kind is int or kind is Decimal:
+        return str(value)
+    if kind is float:
+        return repr(value)
+    return value
+
+
+def _identifiers_as_text(row: Row) -> Row:
+    """Turn numbers in a JSONL row's identifier columns into their text (in place)."""
+    for name in IDENTIFIER_COLUMNS:
+        value = row.get(name)
+        if value is not None and type(value) is not str:
+            row[name] = identifier_text(value)
+    return row
 
 
 def _number_or_text(text: str) -> Any:
@@ -196,6 +234,10 @@ def _read_csv(path: Path, on_error: ErrorHandler | None, shard: Shard) -> Iterat
         if header is None:
             return
         width, typed = len(header), _CellCache().__getitem__
+        # The raw text of identifier cells replaces their typed value (the last column of a name wins,
+        # as it does in the row's dict).
+        raw = [(name, column) for name, column in {n: i for i, n in enumerate(header)}.items()
+               if name in IDENTIFIER_COLUMNS]
         index, count, limit = shard.index, shard.count, shard.limit
         record, line = -1, reader.line_num + 1
         for cells in reader:
@@ -212,7 +254,10 @@ def _read_csv(path: Path, on_error: ErrorHandler | None, shard: Shard) -> Iterat
                     _report(path, start, f"{len(cells)} cells, the header has {width}", on_error)
                     continue
                 cells += [""] * (width - len(cells))  # missing trailing cells are empty
-            yield start, dict(zip(header, map(typed, cells), strict=True))
+            row = dict(zip(header, map(typed, cells), strict=True))
+            for name, column in raw:
+                row[name] = cells[column] or None
+            yield start, row
 
 
 def _read_jsonl(path: Path, on_error: ErrorHandler | None, shard: Shard) -> Iterator[tuple[int, Row]]:
@@ -235,7 +280,7 @@ def _read_jsonl(path: Path, on_error: ErrorHandler | None, shard: Shard) -> Iter
             if not isinstance(row, dict):
                 _report(path, line, "not a JSON object", on_error)
                 continue
-            yield line, row
+            yield line, _identifiers_as_text(row)
 
 
 def _read_parquet(path: Path, shard: Shard) -> Iterator[tuple[int, Row]]:
@@ -247,12 +292,21 @@ def _read_parquet(path: Path, shard: Shard) -> Iterator[tuple[int, Row]]:
         offsets = range((shard.index - first) % shard.count, max(end, 0), shard.count)
         if offsets:
             taken = batch.take(list(offsets)) if shard.count > 1 or end < len(batch) else batch
-            columns = [_nan_to_null(column).to_pylist() for column in taken.columns]
+            names = taken.schema.names
+            columns = [_column_values(name, column) for name, column in zip(names, taken.columns, strict=True)]
             for offset, values in zip(offsets, zip(*columns, strict=True), strict=True):
                 yield first + offset + 1, dict(zip(batch.schema.names, values, strict=True))
         first += len(batch)
         if shard.limit is not None and first >= shard.limit:
             return
+
+
+def _column_values(name: str, column: Any) -> list[Any]:
+    """A Parquet column's values: NaN as None, identifier columns as text."""
+    values = _nan_to_null(column).to_pylist()
+    if name in IDENTIFIER_COLUMNS:
+        return [identifier_text(value) for value in values]
+    return values
 
 
 def _nan_to_null(column: Any) -> Any:
@@ -270,7 +324,7 @@ def write_rows(path: str | Path, rows: Sequence[Row], columns: Sequence[str] | N
 
     ``columns`` fixes the column order (default: the keys of the first row). In CSV a
     string that spells a number or ``true``/``false`` comes back typed, as the contract's
-    rule says; Parquet and JSONL keep it a string.
+    rule says, except in the identifier columns; Parquet and JSONL keep it a string.
     """
     path = Path(path)
     kind = file_format(path)

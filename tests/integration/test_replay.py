@@ -132,6 +132,38 @@ def test_broken_rows_are_reported_with_their_line_and_skipped(broker, tmp_path, 
     assert (seven.label, seven.ts_ms) == ("0", 1767571800000)
 
 
+IDENTIFIERS_CSV = """\
+request_id,model,model_version,timestamp,prediction,score,actual_label,actual_timestamp,region
+00123,churn,2026.10,2026-01-05T00:00:00Z,1,0.9,1,2026-01-05T00:10:00Z,007
+123,churn,2026.10,2026-01-05T00:01:00Z,0,0.3,,,north
+1e5,7,3,2026-01-05T00:02:00Z,1,0.8,0,2026-01-05T00:20:00Z,south
+"""
+
+
+def test_identifiers_are_sent_exactly_as_the_csv_wrote_them(broker, tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text(IDENTIFIERS_CSV)
+    settings = load_settings(_topic_env(broker.bootstrap))
+
+    result = replay(path, settings, workers=1)
+
+    assert result.ok and (result.rows, result.skipped, result.rejected) == (3, 0, [])
+    predictions, labels = _read_back(settings, 3, 2)
+    _assert_event_time_order(predictions, labels)
+    sent = {m.key(): parse_prediction(m.value(), key=m.key()) for m in predictions}
+    assert {key: (p.request_id, p.model, p.model_version) for key, p in sent.items()} == {
+        b"00123": ("00123", "churn", "2026.10"),
+        b"123": ("123", "churn", "2026.10"),
+        b"1e5": ("1e5", "7", "3"),
+    }
+    assert sent[b"00123"].features == {"region": 7}  # other columns keep the CSV typing rule
+    truths = {m.key(): parse_ground_truth(m.value(), key=m.key()) for m in labels}
+    assert {key: (t.request_id, t.model, t.model_version) for key, t in truths.items()} == {
+        b"00123": ("00123", "churn", "2026.10"),
+        b"1e5": ("1e5", "7", "3"),
+    }
+
+
 def test_speed_paces_events_relative_to_the_first(broker):
     settings = load_settings(_topic_env(broker.bootstrap))
     rows = [{"request_id": f"r{i}", "timestamp": 1767571200000 + 1000 * i, "prediction": 1} for i in range(3)]

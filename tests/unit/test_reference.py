@@ -45,3 +45,17 @@ def test_empty_reference_file_is_an_error(tmp_path):
     path.write_text("age,label\n")
     with pytest.raises(ValueError, match="has no rows"):
         load_reference_file(path, bins=2)
+
+
+@pytest.mark.parametrize(("suffix", "text"), [
+    (".csv", "model,model_version,age\nm,2026.10,30\nm,2026.10,32\nm,2026.1,90\nm,3,50\n"),
+    (".jsonl", '{"model": "m", "model_version": "2026.10", "age": 30}\n{"model": "m", "model_version": "2026.10", "age": 32}\n'
+               '{"model": "m", "model_version": 2026.10, "age": 90}\n{"model": "m", "model_version": 3, "age": 50}\n'),
+], ids=["csv", "jsonl"])
+def test_reference_versions_are_matched_by_their_exact_text(tmp_path, suffix, text):
+    path = tmp_path / f"ref{suffix}"
+    path.write_text(text)
+    refs = load_reference_file(path, bins=2)
+    assert sorted(refs.by_version) == [("m", "2026.1"), ("m", "2026.10"), ("m", "3")]
+    assert refs.for_version("m", "2026.10").rows == 2
+    assert refs.for_version("m", "2026.1").rows == 1 and refs.for_version("m", "3").rows == 1

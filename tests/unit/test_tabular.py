@@ -161,3 +161,100 @@ def test_shards_partition_the_rows_exactly(tmp_path, suffix, limit):
 def test_shard_index_must_be_within_count():
     with pytest.raises(ValueError, match="shard index 3 is not in 0..2"):
         Shard(3, 3)
+
+
+# --- identifiers (request_id, model, model_version) stay text in every format ---
+
+IDENTIFIER_CSV = """\
+request_id,model,model_version,score,flag,region,count
+00123,churn,2026.10,0.25,TRUE,007,3
+3,7,3,1e5,false,north,
+1e5,m,1E5,.5,x,,00
+,churn,v1,0.5,true,south,2
+"""
+
+
+def test_csv_identifiers_keep_the_cell_text_and_other_columns_are_typed(tmp_path):
+    rows = [row for _, row in read_rows(_csv(tmp_path, IDENTIFIER_CSV))]
+    assert rows == [
+        {"request_id": "00123", "model": "churn", "model_version": "2026.10",
+         "score": 0.25, "flag": True, "region": 7, "count": 3},
+        {"request_id": "3", "model": "7", "model_version": "3",
+         "score": 100000.0, "flag": False, "region": "north", "count": None},
+        {"request_id": "1e5", "model": "m", "model_version": "1E5",
+         "score": 0.5, "flag": "x", "region": None, "count": 0},
+        {"request_id": None, "model": "churn", "model_version": "v1",  # empty is still no value
+         "score": 0.5, "flag": True, "region": "south", "count": 2},
+    ]
+    assert all(type(row[name]) is str for row in rows[:3] for name in ("request_id", "model", "model_version"))
+
+
+def test_csv_identifiers_in_short_rows_and_shards(tmp_path):
+    path = _csv(tmp_path, "x,model_version,request_id\n1,2026.10,007\n2,1.50\n3,3,10\n4,04,2.0\n")
+    assert [row for _, row in read_rows(path)] == [
+        {"x": 1, "model_version": "2026.10", "request_id": "007"},
+        {"x": 2, "model_version": "1.50", "request_id": None},
+        {"x": 3, "model_version": "3", "request_id": "10"},
+        {"x": 4, "model_version": "04", "request_id": "2.0"},
+    ]
+    parts = [[row["model_version"] for _, row in read_rows(path, shard=Shard(k, 2))] for k in range(2)]
+    assert parts == [["2026.10", "3"], ["1.50", "04"]]
+
+
+def test_jsonl_numbers_in_identifier_columns_become_their_text(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(
+        '{"request_id": "00123", "model": "churn", "model_version": "2026.10", "x": 2026.10, "y": "3"}\n'
+        '{"request_id": 123, "model": 7, "model_version": 3, "x": 3}\n'
+        '{"request_id": 1e5, "model_version": 2026.10, "x": null}\n'
+        '{"request_id": null, "model_version": true}\n'
+    )
+    assert [row for _, row in read_rows(path)] == [
+        {"request_id": "00123", "model": "churn", "model_version": "2026.10", "x": 2026.1, "y": "3"},
+        {"request_id": "123", "model": "7", "model_version": "3", "x": 3},
+        # a JSON number loses how it was written: its shortest form (a string keeps "2026.10")
+        {"request_id": "100000.0", "model_version": "2026.1", "x": None},
+        # null stays missing and a bool is left for the event parser to reject
+        {"request_id": None, "model_version": True},
+    ]
+
+
+def test_parquet_identifier_columns_are_text_whatever_their_type(tmp_path):
+    import decimal
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({
+        "request_id": pa.array([123, 7, None], pa.int64()),
+        "model": ["churn", "churn", "churn"],
+        "model_version": pa.array([2026.1, 3.0, float("nan")], pa.float64()),
+        "x": pa.array([1, 2, 3], pa.int64()),
+    }), path)
+    assert [row for _, row in read_rows(path)] == [
+        {"request_id": "123", "model": "churn", "model_version": "2026.1", "x": 1},
+        {"request_id": "7", "model": "churn", "model_version": "3.0", "x": 2},
+        {"request_id": None, "model": "churn", "model_version": None, "x": 3},
+    ]
+    exact = tmp_path / "exact.parquet"
+    pq.write_table(pa.table({
+        "request_id": ["00123", "1e5"],
+        "model_version": pa.array([decimal.Decimal("2026.10"), decimal.Decimal("3.00")], pa.decimal128(6, 2)),
+        "model": pa.array([7, 8], pa.int32()),
+    }), exact)
+    assert [row for _, row in read_rows(exact)] == [
+        {"request_id": "00123", "model_version": "2026.10", "model": "7"},
+        {"request_id": "1e5", "model_version": "3.00", "model": "8"},
+    ]
+    sharded = [row["request_id"] for k in range(2) for _, row in read_rows(path, shard=Shard(k, 2))]
+    assert sharded == ["123", None, "7"]
+
+
+_IDENTIFIED = [
+    {"request_id": request_id, "model": model, "model_version": version, "x": x}
+    for request_id, model, version, x in [("00123", "7", "2026.10", 1.5), ("1e5", "m", "3", 2), ("3", "true", "v1", None)]
+]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_written_identifiers_read_back_exactly(tmp_path, suffix):
+    path = write_rows(tmp_path / f"rows{suffix}", _IDENTIFIED)
+    assert [row for _, row in read_rows(path)] == _IDENTIFIED
