@@ -263,3 +263,45 @@ def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
 
 def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+# -- added for bench_alerts ------------------------------------------------------------
+
+def wait_up(run: WorkerRun, settle: float = 3.0, timeout: float = 120.0) -> None:
+    """Until the process answers /status (the worker: its monitor started), then ``settle`` s for
+    the group join, so that what is produced next is read as it arrives."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert run.process is not None
+        if run.process.poll() is not None:
+            raise RuntimeError(f"{run.app_module} exited with {run.process.returncode}:\n{run.log_tail()}")
+        status = run.status()
+        if status and status.get("started", True):
+            time.sleep(settle)
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{run.app_module} did not start:\n{run.log_tail()}")
+
+
+def read_topic(bootstrap: str, topic: str, enough: Callable[[list[Any]], bool], quiet: float = 2.0,
+               timeout: float = 60.0) -> list[Any]:
+    """Every JSON message of ``topic`` from the beginning, in the order received (each partition in
+    offset order): read until ``enough(messages)`` holds and nothing new came for ``quiet`` s, or
+    ``timeout``. Never trusts high watermarks (the local broker reports wrong ones)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        messages: list[Any] = []
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.1)
+            if message is not None and not message.error():
+                messages.append(json.loads(message.value()))
+                last = time.monotonic()
+            elif time.monotonic() - last >= quiet and enough(messages):
+                break
+        return messages
+    finally:
+        consumer.close()
