@@ -331,13 +331,15 @@ def analyse(result: dict[str, Any], window_seconds: int, warmup: float) -> dict[
     for i, ts in enumerate(pred_ts.tolist()):
         produced[(versions[i], ts // size * size)][0] += 1
     label_times: dict[Key, list[float]] = defaultdict(list)
-    per_version: dict[str, list[tuple[bool, int, int]]] = defaultdict(list)  # (wrong, prediction ts, label)
+    per_version: dict[str, list[tuple[bool, int, int, str]]] = defaultdict(list)  # (wrong, join ts, label, id)
+    rids = Encoder(s, "lat").ids
     for j, i in enumerate(s.label_pred.tolist()):
         key = (versions[i], int(pred_ts[i]) // size * size)
         produced[key][1] += 1
         produced[key][2] += not s.label_wrong[j]
         label_times[key].append(float(label_sent[j]))
-        per_version[versions[i]].append((bool(s.label_wrong[j]), int(pred_ts[i]), j))
+        join_ms = max(int(pred_ts[i]), int(label_sent[j] * 1000))
+        per_version[versions[i]].append((bool(s.label_wrong[j]), join_ms, j, rids[i]))
     got = {(v, int(w)): [int(p), int(lab), int(c)] for v, w, p, lab, c in result["final"]}
     wrong_windows = sorted(k for k in set(got) | set(produced) if got.get(k) != produced.get(k))
 
@@ -353,7 +355,7 @@ def analyse(result: dict[str, Any], window_seconds: int, warmup: float) -> dict[
     received = {a["alert_id"]: (t, a) for t, a in seen.alerts if a["type"] == "error_rate_drift"}
     expected, to_alert, to_batch, batch_to_alert, mismatched = 0, [], [], [], []
     for version, outcomes in per_version.items():
-        for index, alert in expected_alerts(version, [(w, ts) for w, ts, _ in outcomes], window_seconds, delta):
+        for index, alert in expected_alerts(version, [(w, ts, rid) for w, ts, _, rid in outcomes], window_seconds, delta):
             expected += 1
             trigger = float(label_sent[outcomes[index][2]])
             arrived = received.pop(alert.alert_id, None)

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 import orjson
-from river import drift
 
 from producers.replay import layout_of, row_events
 from producers.scenarios import generate
 from streams import alert_rules as rules
 from streams.alert_rules import Alert, AlertBook
+from streams.outcome_stream import ErrorRateChange, OutcomeStream, TimedOutcome
 from streams.windows import window_end_ms, window_start_ms
 
 MODEL = "latency-bench"
@@ -131,27 +131,29 @@ class Encoder:
         return rid.encode(), orjson.dumps({"request_id": rid, "label": label, "timestamp": ts_ms})
 
 
-def expected_alerts(version: str, outcomes: Sequence[tuple[bool, int]], window_seconds: int,
+def expected_alerts(version: str, outcomes: Sequence[tuple[bool, int, str]], window_seconds: int,
                     delta: float) -> list[tuple[int, Alert]]:
-    """(index of the outcome that raised it, alert) for one version's outcomes (wrong?, prediction
-    ts ms) in join order: ADWIN and the AlertBook as streams.monitor.Monitor._learn uses them."""
-    adwin = drift.ADWIN(delta=delta)
+    """(index of the outcome that raised it, alert) for one version's outcomes (wrong?, join ts ms,
+    request_id): ADWIN fed in event time (join ts, then request_id) through the worker's own
+    OutcomeStream, and the AlertBook; the alert's window is that of the join time."""
+    stream = OutcomeStream(adwin_delta=delta, window_seconds=window_seconds, grace_seconds=0, min_labeled=1 << 60)
+    index_of = {}
+    for i, (wrong, join_ms, rid) in enumerate(outcomes):
+        stream.add(TimedOutcome(join_ms, rid, window_start_ms(join_ms, window_seconds), not wrong))
+        index_of[(join_ms, rid)] = i
+    order = sorted(index_of)
     book = AlertBook()
     out = []
-    for i, (wrong, ts_ms) in enumerate(outcomes):
-        error = 1.0 if wrong else 0.0
-        width_before, mean_before = adwin.width, adwin.estimation
-        adwin.update(error)
-        if not adwin.drift_detected:
+    for event in stream.advance(order[-1][0] + 1 if order else 0):
+        if not isinstance(event, ErrorRateChange):
             continue
-        kept_n, kept_mean = adwin.width, adwin.estimation
-        dropped_n = width_before + 1 - kept_n
-        dropped_mean = (mean_before * width_before + error - kept_mean * kept_n) / dropped_n if dropped_n else kept_mean
-        condition = rules.error_rate_change(MODEL, version, dropped_mean, kept_mean, delta, int(kept_n))
-        window = window_start_ms(ts_ms, window_seconds)
+        condition = rules.error_rate_change(MODEL, version, event.before, event.after, event.n_before,
+                                            event.n_after, delta, event.at_ms, None)
+        window = window_start_ms(event.at_ms, window_seconds)
         alert = book.observe(MODEL, version, window, window_end_ms(window, window_seconds), condition, 0)
         if alert is not None:
-            out.append((i, alert))
+            trigger = next(k for k in order if k[0] == event.at_ms)
+            out.append((index_of[trigger], alert))
     return out
 
 

@@ -217,6 +217,28 @@ def feature_order(features: Sequence[str]) -> list[str]:
     return plain + [f for f in PREDICTION_DRIFT if f in set(features)]
 
 
+def condition_changes(alerts: Sequence[Alert]) -> list[Alert]:
+    """The alerts that really started or ended their condition, in the order they were decided:
+    a `resolved` only after a `firing` of the same (type, subject), no second `firing` without a
+    `resolved` between. The worker sends nothing else; a store written by an older version may
+    hold orphan resolves, and a marker must not claim a change that never happened.
+
+    >>> up = Alert(0, 1, "firing", "warning", "error_rate_drift", "error_rate", 0.2, "")
+    >>> down = Alert(3_600_000, 2, "resolved", "warning", "error_rate_drift", "error_rate", 0.1, "")
+    >>> orphan = Alert(0, 0, "resolved", "warning", "error_rate_drift", "error_rate", 0.1, "")
+    >>> [a.detected_ms for a in condition_changes([down, orphan, up])]
+    [1, 2]
+    """
+    firing: set[tuple[str, str]] = set()
+    out = []
+    for alert in sorted(alerts, key=lambda a: a.detected_ms):
+        key = (alert.type, alert.subject)
+        if (alert.status == "firing") != (key in firing):
+            firing.symmetric_difference_update({key})
+            out.append(alert)
+    return out
+
+
 def accuracy_markers(alerts: Sequence[Alert], windows: Sequence[Window]) -> list[tuple[Alert, float]]:
     """Accuracy and ADWIN error-rate alerts placed on the accuracy line: at their window's accuracy,
     else at the accuracy they report (1 - error rate for ADWIN). Alerts without a window are left out.
@@ -331,7 +353,7 @@ def accuracy_figure(windows: Sequence[Window], alerts: Sequence[Alert], threshol
             hollow.set_gid("series-open-windows")
         ax.axhline(threshold, color=COLORS["threshold"], linewidth=1.2, linestyle=(0, (4, 3)),
                    label=f"ACCURACY_THRESHOLD {threshold:g}").set_gid("threshold")
-        placed = accuracy_markers(alerts, windows)
+        placed = accuracy_markers(condition_changes(alerts), windows)
         marker_handles = _alert_markers(ax, placed)
         values = [v for v in acc if not math.isnan(v)] + [threshold] + [y for _, y in placed]
         low, high = min(values), max(values)
@@ -439,7 +461,7 @@ def psi_lines_figure(drift: Sequence[Drift], alerts: Sequence[Alert], warn: floa
             line.set_gid(f"series-psi-{n}")
         if quiet:
             handles.append(Line2D([], [], color="#94a3b8", linewidth=0.9, label="other features (< PSI_WARN)"))
-        marker_handles = _alert_markers(ax, drift_markers(alerts))
+        marker_handles = _alert_markers(ax, drift_markers(condition_changes(alerts)))
         ax.set_ylim(0, top)
         if len(xs) > 1:
             ax.set_xlim(xs[0], xs[-1])

@@ -55,7 +55,8 @@ TABLES: dict[str, str] = {
         features String,
         kafka_partition UInt32,
         joined_at {DT6},
-        late UInt8
+        late UInt8,
+        behind_watermark UInt8
     """,
     "window_metrics": f"""
         model LowCardinality(String),
@@ -89,7 +90,11 @@ TABLES: dict[str, str] = {
         drifted UInt8,
         band LowCardinality(String),
         reference_source LowCardinality(String),
-        updated_at {DT6}
+        updated_at {DT6},
+        test LowCardinality(String),
+        statistic Nullable(Float64),
+        dof UInt32,
+        p_value Nullable(Float64)
     """,
     "alerts": f"""
         alert_id String,
@@ -125,6 +130,14 @@ TABLES: dict[str, str] = {
         evaluated_watermark Int64,
         updated_at {DT6}
     """,
+    # How far each model version's event-time outcome stream was released (streams/outcome_stream.py).
+    "stream_checkpoints": f"""
+        app_id String,
+        model String,
+        model_version String,
+        released_ms Int64,
+        updated_at {DT6}
+    """,
     # Each worker's view of the input partitions it reads, for the others' watermarks:
     # model = model_version = '' is the partition's own clock, other rows a model version's.
     "partition_progress": f"""
@@ -148,6 +161,7 @@ ENGINES: dict[str, str] = {
     "alerts": "ReplacingMergeTree ORDER BY alert_id",
     "references": "ReplacingMergeTree(chosen_at) ORDER BY (model, model_version)",
     "checkpoints": "ReplacingMergeTree(updated_at) ORDER BY (app_id, model, model_version)",
+    "stream_checkpoints": "ReplacingMergeTree(released_ms) ORDER BY (app_id, model, model_version)",
     "partition_progress": "ReplacingMergeTree(updated_at) ORDER BY (app_id, topic, partition, model, model_version)",
 }
 
@@ -159,8 +173,10 @@ def columns(table: str) -> list[str]:
 
 # Columns added after a release: stores created before get them on start (ALTER ... IF NOT EXISTS).
 ADDED_COLUMNS: dict[str, list[str]] = {
-    "outcomes": ["late UInt8"],
+    "outcomes": ["late UInt8", "behind_watermark UInt8"],
     "window_metrics": ["late_labels UInt64"],
+    "feature_drift": ["test LowCardinality(String)", "statistic Nullable(Float64)", "dof UInt32",
+                      "p_value Nullable(Float64)"],
 }
 
 

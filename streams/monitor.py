@@ -22,23 +22,38 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
-from river import drift, metrics, utils
+from river import metrics, utils
 
 from sinks.clickhouse import ClickHouseStore
 from sinks.writer import OrderedWriter
 from streams import alert_rules as rules
 from streams import figures
-from streams.alert_rules import Alert, AlertBook, Condition
+from streams.alert_rules import AccuracyEvidence, Alert, AlertBook, Condition, DriftEvidence
 from streams.canonical import canonical_class
 from streams.join import DUPLICATE, JoinState, Outcome
 from streams.metrics import classification_figures
+from streams.outcome_stream import (
+    AccuracyLook,
+    ErrorRateChange,
+    OutcomeStream,
+    StreamEvent,
+    TimedOutcome,
+)
 from streams.parsing import FUTURE_SKEW_MS, parse_ground_truth, parse_prediction
 from streams.progress import PARTITION_CLOCK, ForeignProgress, Source
 from streams.psi import psi, psi_band
 from streams.records import GroundTruth, Prediction, Rejection
 from streams.reference import Reference, ReferenceFile, build_reference, load_reference_file
 from streams.settings import Settings
+from streams.stats import (
+    homogeneity_test,
+    look_alpha,
+    per_test_level,
+    two_proportion_p,
+    wilson_bounds,
+)
 from streams.watermark import Watermark
 from streams.windows import is_closed, is_final, window_end_ms, window_start_ms
 
@@ -50,6 +65,7 @@ YIELD_EVERY = 500  # messages parsed between two chances for the event loop to r
 WRITE_DEPTH = 2  # batches waiting for ClickHouse before consumption pauses
 BATCH_MAX = 5000  # messages per batch handed to process_batch
 TOP_DRIFTED = 3
+CLEAN_WINDOWS_TO_RESOLVE = 2  # closed windows without drift before a drift alert resolves
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +95,7 @@ class VersionState:
 
     model: str
     version: str
-    adwin: drift.ADWIN
+    stream: OutcomeStream  # outcomes in event time: ADWIN and the accuracy looks (alert-deciding worker)
     rolling: utils.Rolling
     event_time: Watermark
     watermark_ms: int = 0
@@ -93,6 +109,8 @@ class VersionState:
     final: set[int] = field(default_factory=set)
     dirty: set[int] = field(default_factory=set)
     last_psi: dict[int, dict[str, float]] = field(default_factory=dict)
+    last_drift: dict[int, dict[str, DriftEvidence]] = field(default_factory=dict)
+    drift_clean: dict[str, int] = field(default_factory=dict)  # subject -> closed windows without drift in a row
     last_figures: dict[int, tuple[int, int, float | None]] = field(default_factory=dict)
     refreshed_watermark_ms: int = 0  # the watermark of the last rows written
 
@@ -116,6 +134,8 @@ class PendingFacts:
     labels: list[list[Any]] = field(default_factory=list)
     predictions: list[list[Any]] = field(default_factory=list)
     alerts: list[list[Any]] = field(default_factory=list)
+    references: list[list[Any]] = field(default_factory=list)
+    checkpoints: list[list[Any]] = field(default_factory=list)  # stream_checkpoints, written last
     messages: int = 0
     on_written: list[Callable[[], None]] = field(default_factory=list)
     started: bool = False
@@ -126,6 +146,8 @@ class PendingFacts:
         self.labels += other.labels
         self.predictions += other.predictions
         self.alerts += other.alerts
+        self.references += other.references
+        self.checkpoints += other.checkpoints
         self.on_written += other.on_written
         self.messages += other.messages
 
@@ -150,6 +172,7 @@ class RefreshPlan:
     evaluates_alerts: bool
     messages: int  # messages processed at that point
     watermark_ms: int
+    releases_from_store: bool = False  # other workers read partitions: their outcomes come from the store
 
 
 @dataclass
@@ -166,6 +189,7 @@ class Counters:
     expired_predictions: int = 0
     unmatched_labels: int = 0
     alerts: int = 0
+    late_outcomes: int = 0  # joined behind the released event-time watermark: not fed to ADWIN
 
 
 class Monitor:
@@ -183,6 +207,7 @@ class Monitor:
         self.watermark_ms = 0
         self.event_time = Watermark()
         self.last_offset: dict[tuple[str, int], int] = {}
+        self.last_seen: dict[tuple[str, int], float] = {}  # monotonic time of each partition's last message
         self.assigned_at: dict[tuple[str, int], float] = {}
         self.partition_end: Callable[[tuple[str, int]], tuple[int | None, int | None]] = lambda source: (None, None)
         self.refreshed_messages = 0  # messages processed before the last rows written
@@ -280,39 +305,55 @@ class Monitor:
             self._evaluation_adopted = False
 
     def drained(self, source: tuple[str, int]) -> bool:
-        """Has this worker processed everything the partition holds (up to its high watermark)?
+        """May this partition stop holding the watermark back?
 
-        Only then may a partition stop holding the watermark back: during a backlog an
-        unread partition is not idle, merely behind. A partition that delivered nothing
-        since start is drained when its committed offset is at its end, once no input at
-        all came for MONITOR_IDLE_SECONDS, or ten times that after it was assigned when it
-        reports messages; time ClickHouse was down does not count (input was paused).
+        Only once it is caught up (everything up to its high watermark processed) *and* quiet:
+        it delivered nothing while the other partitions went on delivering for
+        MONITOR_IDLE_SECONDS, or no input came at all for that long. A partition that merely
+        caught up keeps holding the watermark at its latest event: its next message may be
+        older than another partition's latest, and an outcome released before it arrives
+        would make the event-time order (and so ADWIN's alerts) depend on timing. Time
+        ClickHouse was down does not count (input was paused).
         """
         highwater, committed = self.partition_end(source)
         last = self.last_offset.get(source)
         if last is not None:
-            return highwater is not None and last + 1 >= highwater
-        if highwater is not None and (highwater == 0 or (committed is not None and committed >= highwater - 1)):
-            return True
-        # Nothing delivered yet although the partition may hold messages: hold back, but not for ever
-        # (a partition whose records were all deleted by retention never delivers anything).
-        # Time spent waiting for ClickHouse does not count: consumption was paused, not idle.
+            caught_up = highwater is not None and last + 1 >= highwater
+        else:
+            caught_up = highwater is not None and (highwater == 0 or (committed is not None
+                                                                     and committed >= highwater - 1))
         now, patience = time.monotonic(), self.s.idle_partition_seconds
         if self.store.outage_since is not None:
             return False
-        assigned_at = max(self.assigned_at.get(source, 0.0), self.store.recovered_at)
-        if now - max(assigned_at, self._last_input or 0.0) > patience:
-            return True  # no input at all for a while: this one has nothing to deliver
-        return highwater is not None and now - assigned_at > 10 * patience
+        spoke = max(self.last_seen.get(source, 0.0), self.assigned_at.get(source, 0.0), self.store.recovered_at)
+        latest_input = self._last_input or 0.0
+        quiet = latest_input - spoke >= patience or now - max(spoke, latest_input) > patience
+        if caught_up:
+            return quiet
+        if last is not None:
+            return False
+        # Nothing delivered yet although the partition may hold messages: hold back, but not for ever
+        # (a partition whose records were all deleted by retention never delivers anything).
+        return now - max(spoke, latest_input) > patience or (highwater is not None and now - spoke > 10 * patience)
 
     # -- per-version state ---------------------------------------------------
+    def _new_stream(self) -> OutcomeStream:
+        return OutcomeStream(self.s.adwin_delta, self.s.window_seconds, self.s.label_grace_seconds,
+                             self.s.min_labeled)
+
+    @property
+    def releases_per_batch(self) -> bool:
+        """The alert-deciding worker reads every partition: it releases its outcome streams after
+        each batch. With other workers, their outcomes come from the store, at refreshes."""
+        return self.evaluates_alerts and not (self.input_partitions - self.assigned)
+
     def version(self, model: str, version: str) -> VersionState:
         key = (model, version)
         state = self.versions.get(key)
         if state is None:
             state = VersionState(
                 model, version,
-                adwin=drift.ADWIN(delta=self.s.adwin_delta),
+                stream=self._new_stream(),
                 rolling=utils.Rolling(metrics.Accuracy(), window_size=self.s.rolling_size),
                 event_time=Watermark(),
             )
@@ -343,11 +384,12 @@ class Monitor:
         if self.first_message_at is None:
             self.first_message_at = time.time()
         await self.recover_partitions()
+        await self._adopt_evaluation()
+        streams = self.evaluates_alerts
         prediction_rows: list[list[Any]] = []
         label_rows: list[list[Any]] = []
         outcome_rows: list[list[Any]] = []
         rejected: list[tuple[RawMessage, Rejection]] = []
-        adwin_alerts: list[Alert] = []
         wall = time.time()
         now_ms = int(self.clock() * 1000)
         max_ts = now_ms + FUTURE_SKEW_MS
@@ -356,6 +398,7 @@ class Monitor:
                 await asyncio.sleep(0)  # let Faust go on fetching and buffering meanwhile
             self.counters.messages += 1
             self.last_offset[(message.topic, message.partition)] = message.offset
+            self.last_seen[(message.topic, message.partition)] = started
             if self.resume_after.get((message.topic, message.partition), -1) >= message.offset:
                 self.counters.replay_skipped += 1
                 continue
@@ -393,17 +436,22 @@ class Monitor:
                 # Partitions align by key: the label came from the same partition of the other topic.
                 self.version(result.prediction.model, result.prediction.model_version).event_time.observe(
                     (self.s.topic_ground_truth, message.partition), result.label.ts_ms, now)
-                outcome_rows.append(self._outcome_row(result, message.partition, wall, self._is_late(result)))
-                alert = self._learn(result, now_ms)
-                if alert is not None:
-                    adwin_alerts.append(alert)
+                state = self._learn(result)
+                behind = streams and not state.stream.add(self._timed(result))
+                if behind:
+                    self.counters.late_outcomes += 1
+                outcome_rows.append(self._outcome_row(result, message.partition, wall, self._is_late(result), behind))
         for message, rejection in rejected:
             self.counters.rejected += 1
             log.warning("DLQ %s[%d]@%d: %s", message.topic, message.partition, message.offset, rejection)
             await self.outbox.send_dlq(message, rejection)
-        await self._announce(adwin_alerts)
-        await self._queue_facts(PendingFacts(outcome_rows, label_rows, prediction_rows, self._alert_rows(adwin_alerts),
-                                             len(batch), [on_written] if on_written else []))
+        facts = PendingFacts(outcome_rows, label_rows, prediction_rows, messages=len(batch),
+                             on_written=[on_written] if on_written else [])
+        if self.releases_per_batch:
+            # Sent at once, before the facts are written: an alert's id is deterministic, so a batch
+            # read again after a crash sends the same alert again, never another one.
+            await self._announce(self._release(facts, self._stream_watermarks(), now_ms))
+        await self._queue_facts(facts)
         self.last_message_at = time.time()
         self._last_input = time.monotonic()
         self._processing_s += time.monotonic() - started
@@ -428,6 +476,8 @@ class Monitor:
         await self.store.insert("labels", facts.labels)
         await self.store.insert("predictions", facts.predictions)
         await self.store.insert("alerts", facts.alerts)
+        await self.store.insert("references", facts.references)
+        await self.store.insert("stream_checkpoints", facts.checkpoints)  # after what it vouches for
         for done in facts.on_written:
             done()
 
@@ -443,12 +493,12 @@ class Monitor:
     def _label_row(self, g: GroundTruth, m: RawMessage, now: float) -> list[Any]:
         return [g.request_id, g.label, _seconds(g.ts_ms), g.model, g.model_version, m.partition, m.offset, now]
 
-    def _outcome_row(self, o: Outcome, partition: int, now: float, late: bool) -> list[Any]:
+    def _outcome_row(self, o: Outcome, partition: int, now: float, late: bool, behind: bool) -> list[Any]:
         p, g = o.prediction, o.label
         return [
             p.request_id, p.model, p.model_version, _seconds(window_start_ms(p.ts_ms, self.s.window_seconds)),
             _seconds(p.ts_ms), _seconds(g.ts_ms), p.prediction, g.label, int(o.correct), p.score, p.confidence,
-            p.latency_ms, orjson.dumps(p.features).decode(), partition, now, int(late),
+            p.latency_ms, orjson.dumps(p.features).decode(), partition, now, int(late), int(behind),
         ]
 
     def _is_late(self, outcome: Outcome) -> bool:
@@ -457,28 +507,79 @@ class Monitor:
         state = self.versions.get((p.model, p.model_version))
         return state is not None and window_start_ms(p.ts_ms, self.s.window_seconds) in state.final
 
-    def _learn(self, outcome: Outcome, now_ms: int) -> Alert | None:
-        """Feed the outcome to the rolling accuracy and ADWIN, in join order."""
+    def _learn(self, outcome: Outcome) -> VersionState:
+        """Classes, touched window and rolling accuracy (in join order) of a joined outcome."""
         p = outcome.prediction
         self.counters.outcomes += 1
         state = self.version(p.model, p.model_version)
         state.classes.add(outcome.label.label)
-        window = window_start_ms(p.ts_ms, self.s.window_seconds)
-        state.dirty.add(window)
+        state.dirty.add(window_start_ms(p.ts_ms, self.s.window_seconds))
         state.rolling.update(outcome.label.label, p.prediction)
-        error = 0.0 if outcome.correct else 1.0
-        width_before, mean_before = state.adwin.width, state.adwin.estimation
-        state.adwin.update(error)
-        if not state.adwin.drift_detected:
-            return None
-        # ADWIN dropped the older part of its window: compare the dropped part with the kept part.
-        kept_n, kept_mean = state.adwin.width, state.adwin.estimation
-        dropped_n = width_before + 1 - kept_n
-        dropped_mean = (mean_before * width_before + error - kept_mean * kept_n) / dropped_n if dropped_n else kept_mean
-        condition = rules.error_rate_change(p.model, p.model_version, dropped_mean, kept_mean,
-                                            self.s.adwin_delta, int(kept_n))
-        return self.book.observe(p.model, p.model_version, window,
-                                 window_end_ms(window, self.s.window_seconds), condition, now_ms)
+        return state
+
+    def _timed(self, outcome: Outcome) -> TimedOutcome:
+        p = outcome.prediction
+        return TimedOutcome(max(p.ts_ms, outcome.label.ts_ms), p.request_id,
+                            window_start_ms(p.ts_ms, self.s.window_seconds), outcome.correct)
+
+    # -- the event-time outcome streams ------------------------------------------
+    def _stream_watermarks(self) -> list[tuple[VersionState, int]]:
+        foreign = self._foreign_progress()
+        return [(state, max(state.watermark_ms, state.event_time.value(
+            self.drained, foreign.clock((state.model, state.version))))) for state in self.versions.values()]
+
+    def _release(self, facts: PendingFacts, watermarks: list[tuple[VersionState, int]], now_ms: int) -> list[Alert]:
+        """Advance each version's outcome stream to its watermark. The alerts it decides (returned),
+        a new baseline and the stream checkpoints go with ``facts`` (checkpoints written last)."""
+        decided: list[Alert] = []
+        for state, watermark in watermarks:
+            released_before = state.stream.released_ms
+            for event in state.stream.advance(watermark):
+                decided += self._judge(state, event, now_ms, facts)
+            if state.stream.released_ms != released_before:
+                facts.checkpoints.append([self.s.app_id, state.model, state.version, state.stream.released_ms,
+                                          time.time()])
+        facts.alerts += self._alert_rows(decided)
+        return decided
+
+    def _judge(self, state: VersionState, event: StreamEvent, now_ms: int, facts: PendingFacts) -> list[Alert]:
+        """The alerts one stream event decides (ADWIN cut, accuracy look or finality)."""
+        if isinstance(event, ErrorRateChange):
+            window = window_start_ms(event.at_ms, self.s.window_seconds)
+            p_value = two_proportion_p(event.before * event.n_before, event.n_before,
+                                       event.after * event.n_after, event.n_after)
+            condition = rules.error_rate_change(state.model, state.version, event.before, event.after,
+                                                event.n_before, event.n_after, self.s.adwin_delta, event.at_ms, p_value)
+            return self._observe(state, window, condition, now_ms)
+        return self._judge_accuracy(state, event, now_ms, facts)
+
+    def _judge_accuracy(self, state: VersionState, look: AccuracyLook, now_ms: int,
+                        facts: PendingFacts) -> list[Alert]:
+        if look.labeled < self.s.min_labeled:
+            return []
+        alpha = 1 - self.s.accuracy_confidence
+        look_level = look_alpha(alpha, look.look) if look.look is not None else alpha
+        lower, upper = wilson_bounds(look.correct, look.labeled, look_level)
+        evidence = AccuracyEvidence(look.window_ms, look.labeled, look.correct, look.look, 1 - look_level, lower, upper)
+        context = {"top_drifted_features": self._top_drifted(state, look.window_ms)}
+        out = self._observe_some(state, look.window_ms, rules.accuracy_below_threshold(
+            state.model, state.version, evidence, self.s.accuracy_threshold, context), now_ms)
+        if look.final and state.baseline_accuracy is None:
+            # No labels in the reference: the first window final with >= MIN_LABELED labels is the baseline,
+            # known from that point of event time on (so every run decides the same looks with it).
+            state.baseline_accuracy, state.baseline_window_ms = evidence.accuracy, look.window_ms
+            facts.references.append(self._reference_row(state))
+            return out
+        baseline_from = (None if state.baseline_window_ms is None else
+                         state.baseline_window_ms + (self.s.window_seconds + self.s.label_grace_seconds) * 1000)
+        if state.baseline_accuracy is not None and (baseline_from is None or look.at_ms > baseline_from):
+            out += self._observe_some(state, look.window_ms, rules.accuracy_drop(
+                state.model, state.version, evidence, state.baseline_accuracy, self.s.degradation_threshold,
+                {**context, "baseline_window_start": rules.iso_ms(state.baseline_window_ms)}), now_ms)
+        return out
+
+    def _observe_some(self, state: VersionState, w: int, condition: Condition | None, now_ms: int) -> list[Alert]:
+        return self._observe(state, w, condition, now_ms) if condition is not None else []
 
     # -- figures ----------------------------------------------------------------
     async def refresh(self, wait: bool = True) -> None:
@@ -496,11 +597,8 @@ class Monitor:
                 return
             await self.writer.drain()
         await self.recover_partitions()
+        await self._adopt_evaluation()
         evaluates = self.evaluates_alerts
-        if evaluates and not self._evaluation_adopted:
-            await self.writer.drain()  # this worker's own alerts stored first
-            await Recovery(self).evaluations()  # continue where the previous evaluating worker stopped
-            self._evaluation_adopted = True
         foreign = self._foreign_progress()
         self.watermark_ms = max(self.watermark_ms, self.event_time.value(self.drained, foreign.clock()))
         expired_p, expired_g = self.join.expire(self.watermark_ms)
@@ -517,12 +615,26 @@ class Monitor:
             touched, state.dirty = frozenset(state.dirty), set()
             versions.append(VersionRefresh(state, touched, newly_closed, newly_final, state.watermark_ms,
                                            state.binary, state.rolling_accuracy()))
-        plan = RefreshPlan(versions, self._progress_rows(), evaluates, self.counters.messages, self.watermark_ms)
+        if self.releases_per_batch:  # the watermarks may have moved since the last batch
+            released = PendingFacts()
+            await self._announce(self._release(released, [(v.state, v.watermark_ms) for v in versions],
+                                               int(self.clock() * 1000)))
+            if released.alerts or released.checkpoints or released.references:
+                await self._queue_facts(released)
+        plan = RefreshPlan(versions, self._progress_rows(), evaluates, self.counters.messages, self.watermark_ms,
+                           releases_from_store=evaluates and not self.releases_per_batch)
         self._open_facts = None  # facts of later batches are written after this refresh
         self._refresh_queued = True
         await self.writer.submit(partial(self._refresh_job, plan))
         if wait:
             await self.writer.drain()
+
+    async def _adopt_evaluation(self) -> None:
+        """This worker just became the one deciding alerts: continue where the previous one stopped."""
+        if self.evaluates_alerts and not self._evaluation_adopted:
+            await self.writer.drain()  # this worker's own facts and alerts stored first
+            await Recovery(self).evaluations()
+            self._evaluation_adopted = True
 
     async def _refresh_job(self, plan: RefreshPlan) -> None:
         """The writer's part of a refresh: rows and alerts from the facts stored up to the plan."""
@@ -536,7 +648,6 @@ class Monitor:
                 windows = set(v.windows)
                 if await self._ensure_reference(v.state):
                     windows |= v.state.windows  # drift rows for every window, against the new reference
-                await self._ensure_baseline(v.state, v.newly_final, v.binary)
                 if windows:
                     targets.append((v, sorted(windows)))
             metrics_rows, drift_rows = await self._compute(targets)
@@ -545,8 +656,10 @@ class Monitor:
             rows_written = True
             if plan.evaluates_alerts:
                 now_ms = int(self.clock() * 1000)
-                await self._publish([a for v in plan.versions
-                                     for a in self._evaluate(v.state, v.newly_closed, v.newly_final, now_ms)])
+                if plan.releases_from_store:
+                    await self._release_from_store(plan, now_ms)
+                await self._publish([a for v in plan.versions for a in self._evaluate_drift(v.state, v.newly_closed,
+                                                                                           now_ms)])
                 checkpoints = [[self.s.app_id, v.state.model, v.state.version, v.watermark_ms, time.time()]
                                for v in plan.versions if v.watermark_ms != v.state.evaluated_watermark]
                 await self.store.insert("checkpoints", checkpoints)
@@ -634,28 +747,37 @@ class Monitor:
                  rules.iso_ms(chosen), state.reference.rows)
         return True
 
-    async def _ensure_baseline(self, state: VersionState, newly_final: list[int], binary: bool) -> None:
-        """Without labels in the reference: the first final window with >= MIN_LABELED labels."""
-        if state.baseline_accuracy is not None or not newly_final:
-            return
-        candidates = sorted(state.final)
-        counts = (await self._counts({(state.model, state.version): candidates})).get((state.model, state.version), {})
-        for w in candidates:
-            c = counts.get(w)
-            labeled = sum(c.confusion.values()) if c else 0
-            if labeled >= self.s.min_labeled:
-                fig = classification_figures(c.confusion, self.s.positive_label, binary=binary)
-                state.baseline_accuracy, state.baseline_window_ms = fig.accuracy, w
-                await self._save_reference(state)
-                return
-
     async def _save_reference(self, state: VersionState) -> None:
+        await self.store.insert("references", [self._reference_row(state)])
+
+    @staticmethod
+    def _reference_row(state: VersionState) -> list[Any]:
         ref = state.reference
-        await self.store.insert("references", [[
-            state.model, state.version, ref.source if ref else "none",
-            _seconds(ref.window_start_ms) if ref else None, state.baseline_accuracy,
-            _seconds(state.baseline_window_ms), time.time(),
-        ]])
+        return [state.model, state.version, ref.source if ref else "none",
+                _seconds(ref.window_start_ms) if ref else None, state.baseline_accuracy,
+                _seconds(state.baseline_window_ms), time.time()]
+
+    async def _release_from_store(self, plan: RefreshPlan, now_ms: int) -> None:
+        """Several workers: the outcomes the others joined (stored before they reported the progress
+        this plan's watermarks rest on) join this worker's streams, which are released to the plan."""
+        foreign = sorted({p for _, p in self.input_partitions - self.assigned})
+        streams = {(v.state.model, v.state.version): v.state.stream for v in plan.versions}
+        if foreign and streams:
+            since = min(s.released_ms for s in streams.values())
+            rows = await self.store.query(
+                "SELECT model, model_version, greatest(toUnixTimestamp64Milli(predicted_at), "
+                "toUnixTimestamp64Milli(labeled_at)) AS j, request_id, toUnixTimestamp64Milli(window_start), correct "
+                f"FROM `{self.db}`.outcomes FINAL WHERE kafka_partition IN ({', '.join(map(str, foreign))}) "
+                f"AND behind_watermark = 0 AND j >= {since} AND j < {plan.watermark_ms + 1}")
+            for model, version, j, rid, w, correct in rows:
+                stream = streams.get((model, version))
+                if stream is not None:
+                    stream.add(TimedOutcome(int(j), rid, int(w), bool(correct)))
+        facts = PendingFacts()
+        decided = self._release(facts, [(v.state, v.watermark_ms) for v in plan.versions], now_ms)
+        await self.store.insert("references", facts.references)
+        await self._publish(decided)
+        await self.store.insert("stream_checkpoints", facts.checkpoints)
 
     async def _counts(self, groups: figures.Groups) -> dict[figures.Version, dict[int, figures.WindowCounts]]:
         if not groups:
@@ -719,51 +841,44 @@ class Monitor:
             counts = figures.bin_counts(ref.drift_subjects, numeric.get(version, []), categorical.get(version, []))
             for w in windows:
                 per_subject = counts.get(w, {})
-                state.last_psi[w] = {}
+                tested = [subject for subject in ref.drift_subjects if per_subject.get(subject) is not None
+                          and per_subject[subject].sum() > 0]
+                level = per_test_level(self.s.drift_false_alarm_rate, len(tested))
+                state.last_psi[w], state.last_drift[w] = {}, {}
                 for subject, sref in ref.drift_subjects.items():
                     bins = per_subject.get(subject)
                     n = int(bins.sum()) if bins is not None else 0
                     value = psi(sref.shares, bins) if bins is not None else None
                     band = psi_band(value, self.s.psi_warn, self.s.psi_alert)
+                    evidence = None
                     if value is not None:
                         state.last_psi[w][subject] = value
+                        test = homogeneity_test(np.rint(sref.shares * sref.n), bins)
+                        evidence = DriftEvidence(value, n, sref.n, test.statistic, test.dof, test.p_value, level,
+                                                 self.s.drift_false_alarm_rate)
+                        state.last_drift[w][subject] = evidence
+                    drifted = evidence is not None and value >= self.s.psi_warn and evidence.significant()
                     rows.append([
                         state.model, state.version, _seconds(w), _seconds(window_end_ms(w, self.s.window_seconds)),
-                        subject, sref.kind, value, n, int(band == "drift"), band, ref.source, now,
+                        subject, sref.kind, value, n, int(drifted), band, ref.source, now,
+                        evidence.test if evidence else "", evidence.statistic if evidence else None,
+                        evidence.dof if evidence else 0, evidence.p_value if evidence else None,
                     ])
         return rows
 
     # -- alerts -------------------------------------------------------------------
-    def _evaluate(self, state: VersionState, newly_closed: list[int], newly_final: list[int],
-                  now_ms: int) -> list[Alert]:
+    def _evaluate_drift(self, state: VersionState, newly_closed: list[int], now_ms: int) -> list[Alert]:
+        """Feature and prediction drift of windows that closed, in window order: firing on a change
+        both large and certain; resolved after CLEAN_WINDOWS_TO_RESOLVE closed windows without one."""
         out: list[Alert] = []
-        ref = state.reference
         for w in newly_closed:
-            if ref is None:
-                continue
-            for subject, value in sorted(state.last_psi.get(w, {}).items()):
-                sref = ref.drift_subjects[subject]
-                condition = rules.drift(state.model, state.version, subject, value, self.s.psi_alert,
-                                        0, sref.n)
-                out += self._observe(state, w, condition, now_ms)
-        return out + self._evaluate_accuracy(state, newly_final, now_ms)
-
-    def _evaluate_accuracy(self, state: VersionState, newly_final: list[int], now_ms: int) -> list[Alert]:
-        out: list[Alert] = []
-        for w in newly_final:
-            row = state.last_figures.get(w)
-            if row is None:
-                continue
-            labeled, correct, accuracy = row
-            if labeled < self.s.min_labeled or accuracy is None:
-                continue
-            evidence = {"labeled": labeled, "correct": correct, "top_drifted_features": self._top_drifted(state, w)}
-            out += self._observe(state, w, rules.accuracy_below_threshold(
-                state.model, state.version, accuracy, labeled, correct, self.s.accuracy_threshold, evidence), now_ms)
-            if state.baseline_accuracy is not None:
-                out += self._observe(state, w, rules.accuracy_drop(
-                    state.model, state.version, accuracy, state.baseline_accuracy, self.s.degradation_threshold,
-                    {**evidence, "baseline_window_start": rules.iso_ms(state.baseline_window_ms)}), now_ms)
+            for subject, evidence in sorted(state.last_drift.get(w, {}).items()):
+                condition = rules.drift(state.model, state.version, subject, evidence, self.s.psi_warn,
+                                        self.s.psi_alert)
+                clean = 0 if condition.active else state.drift_clean.get(subject, 0) + 1
+                state.drift_clean[subject] = clean
+                if condition.active or clean >= CLEAN_WINDOWS_TO_RESOLVE:
+                    out += self._observe(state, w, condition, now_ms)
         return out
 
     def _top_drifted(self, state: VersionState, w: int) -> list[dict[str, Any]]:
@@ -857,6 +972,14 @@ class Recovery:
         await self._complete_halves(sources)
         if seeded:
             await self._pending(sources, horizon=min(seeded) - m.join.ttl_ms)
+        if m.evaluates_alerts and m._evaluation_adopted:
+            # Outcomes the previous reader of these partitions joined and this worker's streams have
+            # not released yet (those of partitions read elsewhere come from the store at refreshes).
+            for state in m.versions.values():
+                where = (f"{figures._version_filter(state.model, state.version)} AND "
+                         f"{self._mine(sources, m.s.topic_predictions)}")
+                for outcome in await self._stream_outcomes(where):
+                    state.stream.add(outcome)
         log.info("Recovered %d partitions: %d pending predictions, %d pending labels in all", len(sources),
                  len(m.join.pending_predictions), len(m.join.pending_labels))
 
@@ -944,8 +1067,26 @@ class Recovery:
             state.closed = {w for w in state.windows if is_closed(w, done, m.s.window_seconds)}
             state.final = {w for w in state.windows if is_final(w, done, m.s.window_seconds, m.s.label_grace_seconds)}
             state.dirty.update(state.windows - state.final)
+            state.drift_clean = {}
         m.book = AlertBook()
         await self._alerts()
+        await self._drift_streaks(evaluated)
+        if m.evaluates_alerts:
+            await self.streams()
+
+    async def _drift_streaks(self, evaluated: dict[tuple[str, str], int]) -> None:
+        """Closed windows without drift in a row, per subject, as of the last evaluation."""
+        m, db = self.m, self.db
+        ends = {(state.model, state.version): evaluated.get((state.model, state.version), -1)
+                for state in m.versions.values()}
+        rows = await m.store.query(
+            "SELECT model, model_version, feature, toUnixTimestamp64Milli(window_end), drifted "
+            f"FROM `{db}`.feature_drift FINAL WHERE psi IS NOT NULL ORDER BY window_start")
+        for model, version, subject, end, drifted in rows:
+            state = m.versions.get((model, version))
+            if state is None or int(end) > ends.get((model, version), -1):
+                continue  # not closed when the evaluation stopped: decided again
+            state.drift_clean[subject] = 0 if drifted else state.drift_clean.get(subject, 0) + 1
 
     async def _references(self) -> None:
         m, db = self.m, self.db
@@ -964,19 +1105,47 @@ class Recovery:
                 state.baseline_window_ms = int(baseline_window) if baseline_window is not None else None
 
     async def _learners(self) -> None:
+        """The rolling accuracy (join order) and the requests already joined."""
         m, db = self.m, self.db
         for state in m.versions.values():
             rows = await m.store.query(
-                f"SELECT request_id, prediction, label, correct FROM `{db}`.outcomes "
+                f"SELECT request_id, prediction, label FROM `{db}`.outcomes "
                 f"WHERE {figures._version_filter(state.model, state.version)} ORDER BY joined_at, request_id")
             seen: set[str] = set()
-            for rid, pred, label, correct in rows:
+            for rid, pred, label in rows:
                 if rid in seen:
                     continue
                 seen.add(rid)
                 state.rolling.update(label, pred)
-                state.adwin.update(0.0 if correct else 1.0)
                 m.join._remember_joined(rid)
+
+    async def streams(self) -> None:
+        """Each version's event-time outcome stream as the alert-deciding worker left it: ADWIN and
+        the open windows' counts fed again, in order, with the outcomes released before its checkpoint
+        (their alerts were sent); the later ones wait again for the watermark."""
+        m, db = self.m, self.db
+        rows = await m.store.query(
+            "SELECT model, model_version, max(released_ms) FROM "
+            f"`{db}`.stream_checkpoints FINAL WHERE app_id = {figures.quote(m.s.app_id)} GROUP BY model, model_version")
+        released = {(model, version): int(ms) for model, version, ms in rows}
+        for state in m.versions.values():
+            state.stream = m._new_stream()
+            done = released.get((state.model, state.version), 0)
+            before: list[TimedOutcome] = []
+            for outcome in await self._stream_outcomes(f"{figures._version_filter(state.model, state.version)}"):
+                if outcome.join_ms < done:
+                    before.append(outcome)
+                else:
+                    state.stream.add(outcome)
+            state.stream.restore(before, done)
+
+    async def _stream_outcomes(self, where: str) -> list[TimedOutcome]:
+        """Stored outcomes that the event-time stream takes (not those joined behind its watermark)."""
+        rows = await self.m.store.query(
+            "SELECT greatest(toUnixTimestamp64Milli(predicted_at), toUnixTimestamp64Milli(labeled_at)), request_id, "
+            f"toUnixTimestamp64Milli(window_start), correct FROM `{self.db}`.outcomes FINAL "
+            f"WHERE {where} AND behind_watermark = 0")
+        return [TimedOutcome(int(j), rid, int(w), bool(correct)) for j, rid, w, correct in rows]
 
     async def _alerts(self) -> None:
         m = self.m

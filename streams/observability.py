@@ -192,6 +192,8 @@ class MonitorCollector(Collector):
         yield _counter("duplicates", "Repeated request_ids ignored (either topic).", c.duplicates)
         yield _counter("replay_skipped", "Messages skipped after a restart: already in ClickHouse.",
                        c.replay_skipped)
+        yield _counter("outcomes_behind_watermark", "Outcomes joined behind the released event-time watermark: "
+                       "counted in the figures, not fed to ADWIN or the accuracy looks.", c.late_outcomes)
         dlq = CounterMetricFamily(PREFIX + "dlq_messages", "Malformed messages sent to the DLQ, by reason.",
                                   labels=["reason"])
         for reason, n in sorted(self.sent.dlq.items()):

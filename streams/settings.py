@@ -51,6 +51,9 @@ class Settings:
     rolling_size: int = 1000
     reference_path: str = ""
     positive_label: str = "1"
+    # Alert rules (beyond the contract's table; the contract states the rules, these their rates).
+    drift_false_alarm_rate: float = 0.001  # per closed window, across all drift subjects of a version
+    accuracy_confidence: float = 0.99  # one-sided, of an early accuracy decision, across its looks
     # Beyond the contract: operational knobs with local-stack defaults.
     app_id: str = "model-monitor"
     web_host: str = "127.0.0.1"
@@ -230,6 +233,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "PSI_ALERT": _number(0.0, 100.0, low_open=True),
     "PSI_BINS": _integer(2, 1000),
     "ADWIN_DELTA": _number(0.0, 1.0, low_open=True),
+    "DRIFT_FALSE_ALARM_RATE": _number(0.0, 0.5, low_open=True),
+    "ACCURACY_CONFIDENCE": _number(0.5, 0.999999),
     "ROLLING_SIZE": _integer(1, 10**8),
     "REFERENCE_PATH": _reference_path,
     "POSITIVE_LABEL": _positive_label,

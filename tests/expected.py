@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 
 def ts_ms(value: Any) -> int:
@@ -87,17 +88,15 @@ def figures(predictions: list[dict], labels: list[dict], *, window_seconds: int,
     return dict(out)
 
 
-def psi_numeric(reference: list[float], window: list[float], bins: int) -> float:
+def _numeric_bins(reference: list[float], window: list[float], bins: int) -> tuple[np.ndarray, np.ndarray]:
     ref = np.asarray(reference, dtype=float)
     cur = np.asarray(window, dtype=float)
     edges = np.unique(np.quantile(ref, np.arange(1, bins) / bins))
-    p = np.bincount(np.searchsorted(edges, ref, side="left"), minlength=len(edges) + 1) / len(ref)
-    q = np.bincount(np.searchsorted(edges, cur, side="left"), minlength=len(edges) + 1) / len(cur)
-    p, q = np.maximum(p, 1e-4), np.maximum(q, 1e-4)
-    return float(np.sum((q - p) * np.log(q / p)))
+    return (np.bincount(np.searchsorted(edges, ref, side="left"), minlength=len(edges) + 1),
+            np.bincount(np.searchsorted(edges, cur, side="left"), minlength=len(edges) + 1))
 
 
-def psi_categorical(reference: list[str], window: list[str]) -> float:
+def _categorical_bins(reference: list[str], window: list[str]) -> tuple[np.ndarray, np.ndarray]:
     categories = sorted(set(reference))
     index = {c: i for i, c in enumerate(categories)}
     p = np.zeros(len(categories) + 1)
@@ -106,35 +105,146 @@ def psi_categorical(reference: list[str], window: list[str]) -> float:
         p[index[v]] += 1
     for v in window:
         q[index.get(v, len(categories))] += 1
-    p, q = np.maximum(p / len(reference), 1e-4), np.maximum(q / len(window), 1e-4)
+    return p, q
+
+
+def _psi_of(p_counts: np.ndarray, q_counts: np.ndarray) -> float:
+    p = np.maximum(p_counts / p_counts.sum(), 1e-4)
+    q = np.maximum(q_counts / q_counts.sum(), 1e-4)
     return float(np.sum((q - p) * np.log(q / p)))
+
+
+def psi_numeric(reference: list[float], window: list[float], bins: int) -> float:
+    return _psi_of(*_numeric_bins(reference, window, bins))
+
+
+def psi_categorical(reference: list[str], window: list[str]) -> float:
+    return _psi_of(*_categorical_bins(reference, window))
+
+
+def _present(reference: list[Any], window: list[Any]) -> tuple[list[Any], list[Any], bool]:
+    ref = [v for v in reference if v is not None]
+    cur = [v for v in window if v is not None]
+    numeric = bool(ref) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in ref)
+    return ref, cur, numeric
+
+
+def bins_of(reference: list[Any], window: list[Any], bins: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(reference counts, window counts) in the PSI bins of one feature; None without values."""
+    ref, cur, numeric = _present(reference, window)
+    if not ref or not cur:
+        return None
+    if numeric:
+        return _numeric_bins([float(v) for v in ref], [float(v) for v in cur if isinstance(v, int | float)
+                                                       and not isinstance(v, bool)], bins)
+    return _categorical_bins([canon(v) for v in ref], [canon(v) for v in cur])
 
 
 def psi(reference: list[Any], window: list[Any], bins: int) -> float | None:
     """PSI of one feature (numeric when every reference value is a non-bool number)."""
-    ref = [v for v in reference if v is not None]
-    cur = [v for v in window if v is not None]
-    if not ref or not cur:
-        return None
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in ref):
-        return psi_numeric([float(v) for v in ref], [float(v) for v in cur if isinstance(v, int | float)
-                                                      and not isinstance(v, bool)], bins)
-    return psi_categorical([canon(v) for v in ref], [canon(v) for v in cur])
+    counts = bins_of(reference, window, bins)
+    return None if counts is None else _psi_of(*counts)
 
 
-def accuracy_alerts(windows: list[tuple[int, int, float | None]], *, threshold: float, degradation: float,
-                    min_labeled: int, baseline: float | None = None) -> list[tuple[str, str, int]]:
-    """(type, status, window_start) transitions over final windows in order (labeled >= min_labeled)."""
+def chi_square_p(ref_counts: np.ndarray, win_counts: np.ndarray) -> float:
+    """Pearson's homogeneity test, bins expecting < 5 window values pooled (one pool; a pool still
+    below 5 joins the bin expecting the fewest)."""
+    n, m = float(np.sum(win_counts)), float(np.sum(ref_counts))
+    cells = [(float(r), float(w)) for r, w in zip(ref_counts, win_counts, strict=True) if r + w > 0]
+    expect = [(r + w) * n / (n + m) for r, w in cells]
+    big = [c for c, e in zip(cells, expect, strict=True) if e >= 5]
+    small = [c for c, e in zip(cells, expect, strict=True) if e < 5]
+    if small:
+        pool = (sum(r for r, _ in small), sum(w for _, w in small))
+        if (pool[0] + pool[1]) * n / (n + m) < 5 and big:
+            j = min(range(len(big)), key=lambda k: big[k][0] + big[k][1])
+            big[j] = (big[j][0] + pool[0], big[j][1] + pool[1])
+        else:
+            big.append(pool)
+    if len(big) < 2:
+        return 1.0
+    return float(scipy_stats.chi2_contingency(np.array(big).T, correction=False).pvalue)
+
+
+def drift_transitions(windows: list[tuple[int, dict[str, tuple[float, float]]]], *, psi_warn: float,
+                      rate: float) -> list[tuple[str, str, int]]:
+    """(subject, status, window_start) of drift alerts over closed windows in order; each window maps
+    subject -> (PSI, p-value). Firing on PSI >= warn with p below the per-subject level; resolved
+    after two closed windows in a row without drift."""
     out: list[tuple[str, str, int]] = []
-    firing = {"accuracy_below_threshold": False, "accuracy_drop": False}
-    for start, labeled, accuracy in windows:
-        if labeled < min_labeled or accuracy is None:
+    firing: dict[str, bool] = {}
+    clean: dict[str, int] = {}
+    for start, subjects in windows:
+        level = 1 - (1 - rate) ** (1 / len(subjects)) if subjects else 0.0
+        for subject, (value, p) in sorted(subjects.items()):
+            active = value >= psi_warn and p < level
+            clean[subject] = 0 if active else clean.get(subject, 0) + 1
+            if active and not firing.get(subject):
+                firing[subject] = True
+                out.append((subject, "firing", start))
+            elif not active and firing.get(subject) and clean[subject] >= 2:
+                firing[subject] = False
+                out.append((subject, "resolved", start))
+    return out
+
+
+def stream_accuracy_alerts(outcomes: list[tuple[int, str, int, bool]], *, watermark_ms: int, window_seconds: int,
+                           grace_seconds: int, threshold: float, degradation: float, min_labeled: int,
+                           confidence: float = 0.99, baseline: float | None = None) -> list[tuple[str, str, int]]:
+    """(type, status, window_start) of accuracy alerts from one version's outcomes (join ms,
+    request_id, window_start ms, correct) released in event time below ``watermark_ms``: a look
+    when a window's labels reach min_labeled * 2**j (one-sided Wilson bounds at level
+    (1 - confidence) / 2**(j+1): a proven breach fires, a proven margin resolves), the point
+    estimate when the window is final (event time past end + grace); the first final window is
+    the baseline when none is given, for looks after it. A decision about a window older than the
+    one that last changed a condition changes nothing."""
+    size, grace = window_seconds * 1000, grace_seconds * 1000
+    decisions: list[tuple[int, int, int, int, int, int | None]] = []  # position, order, window, labeled, correct, look
+    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    released = sorted(o for o in outcomes if o[0] < watermark_ms)
+    for join, _, w, correct in released:
+        if w + size + grace < join:
+            continue  # a late label of a final window
+        counts[w][0] += 1
+        counts[w][1] += correct
+        k = counts[w][0]
+        ratio = k // min_labeled
+        if k % min_labeled == 0 and ratio & (ratio - 1) == 0:
+            decisions.append((join, 0, w, k, counts[w][1], ratio.bit_length() - 1))
+    for w, (labeled, correct) in counts.items():
+        if w + size + grace < watermark_ms:
+            decisions.append((w + size + grace, 1, w, labeled, correct, None))  # after a look there
+    decisions.sort()
+    alpha = 1 - confidence
+    firing: dict[str, bool] = {}
+    changed: dict[str, int] = {}
+    out: list[tuple[str, str, int]] = []
+    baseline_from = None if baseline is None else -1
+
+    def observe(kind: str, active: bool | None, w: int) -> None:
+        if active is None or active == firing.get(kind, False) or w < changed.get(kind, w):
+            return
+        firing[kind], changed[kind] = active, w
+        out.append((kind, "firing" if active else "resolved", w))
+
+    for position, _, w, labeled, correct, look in decisions:
+        if labeled < min_labeled:
             continue
-        if baseline is None:
-            baseline = accuracy
-        for kind, active in (("accuracy_below_threshold", accuracy < threshold),
-                             ("accuracy_drop", baseline - accuracy >= degradation - 1e-12)):
-            if active != firing[kind]:
-                firing[kind] = active
-                out.append((kind, "firing" if active else "resolved", start))
+        acc = correct / labeled
+        if look is None:
+            below = acc < threshold
+            drop = None if baseline is None else baseline - acc >= degradation - 1e-12
+        else:
+            ci = scipy_stats.binomtest(correct, labeled).proportion_ci(1 - 2 * alpha / 2 ** (look + 1), "wilson")
+            below = True if ci.high < threshold else (False if ci.low >= threshold else None)
+            drop = None
+            if baseline is not None:
+                limit = baseline - degradation
+                drop = True if ci.high < limit else (False if ci.low > limit else None)
+        observe("accuracy_below_threshold", below, w)
+        if look is None and baseline is None:
+            baseline, baseline_from = acc, position
+            continue
+        if baseline is not None and position > baseline_from:
+            observe("accuracy_drop", drop, w)
     return out

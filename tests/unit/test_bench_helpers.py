@@ -110,18 +110,29 @@ def test_request_ids_carry_version_phase_and_index() -> None:
     assert request_id("lat", 5, 0, None) == "lat-v1-n-00000005"
 
 
-def test_expected_alerts_follow_adwin_and_the_alert_book() -> None:
-    right, wrong = (False, 0), (True, 0)
-    out = expected_alerts("v1", [right] * 300 + [wrong] * 300 + [right] * 300, 60, 0.002)
+def _outcomes(*parts: tuple[bool, int, int]) -> list[tuple[bool, int, str]]:
+    """(wrong, count, base join ms) parts -> (wrong, join ms, request_id), one ms apart."""
+    out: list[tuple[bool, int, str]] = []
+    for wrong, count, base in parts:
+        out += [(wrong, base + len(out) + k, f"r{len(out) + k:05d}") for k in range(count)]
+    return out
+
+
+def test_expected_alerts_follow_adwin_in_event_time_and_the_alert_book() -> None:
+    right, wrong = False, True
+    out = expected_alerts("v1", _outcomes((right, 300, 0), (wrong, 300, 0), (right, 300, 0)), 60, 0.002)
     assert [(i, a.status, a.value, a.evidence["adwin_width"]) for i, a in out] == [
         (319, "firing", 0.3125, 64), (639, "resolved", 0.2857142857142857, 56)]
     # a second rise in the same window repeats an alert id: the worker does not send it
-    same_window = expected_alerts("v1", [right] * 300 + [wrong] * 300 + [right] * 300 + [wrong] * 300, 60, 0.002)
-    assert [(i, a.status) for i, a in same_window] == [(319, "firing"), (639, "resolved")]
-    later = [right] * 300 + [wrong] * 300 + [(False, 60_000)] * 300 + [(True, 60_000)] * 300
+    same = expected_alerts("v1", _outcomes((right, 300, 0), (wrong, 300, 0), (right, 300, 0), (wrong, 300, 0)),
+                           60, 0.002)
+    assert [(i, a.status) for i, a in same] == [(319, "firing"), (639, "resolved")]
+    later = _outcomes((right, 300, 0), (wrong, 300, 0), (right, 300, 60_000), (wrong, 300, 60_000))
     assert [(i, a.status, a.window_start) for i, a in expected_alerts("v1", later, 60, 0.002)] == [
         (319, "firing", "1970-01-01T00:00:00.000Z"), (639, "resolved", "1970-01-01T00:01:00.000Z"),
         (927, "firing", "1970-01-01T00:01:00.000Z")]
+    # the order given does not matter: event time decides
+    assert expected_alerts("v1", list(reversed(later)), 60, 0.002)[0][1] == expected_alerts("v1", later, 60, 0.002)[0][1]
 
 
 def test_row_latencies_take_the_first_version_counting_the_label() -> None:

@@ -27,7 +27,7 @@ T0 = 1_700_000_040  # seconds, a multiple of WINDOW
 WINDOW = 60
 MESSAGE_AGE_S = 20.0  # Kafka timestamps this far back: the latency lands in the (10, 30] bucket
 SCENARIO_ENV = {"CLICKHOUSE_URL": "chdb://memory", "WINDOW_SECONDS": str(WINDOW), "JOIN_TTL_SECONDS": "100",
-                "MIN_LABELED": "2", "PSI_BINS": "2"}
+                "MIN_LABELED": "2", "PSI_BINS": "2", "LABEL_GRACE_SECONDS": "0", "MONITOR_IDLE_SECONDS": "0.1"}
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -139,7 +139,8 @@ async def _scenario() -> str:
     started = time.perf_counter()
     await monitor.process_batch(batch)
     metrics.observe_batch(events, started)
-    await monitor.refresh()  # facts stored, figures computed, windows 0 and 1 closed
+    await asyncio.sleep(0.3)  # every partition quiet (MONITOR_IDLE_SECONDS): the watermark is the latest event
+    await monitor.refresh()  # facts stored, figures computed, windows 0 and 1 closed and final
     text = metrics.exposition().decode()
     await store.close()
     return text
@@ -223,10 +224,13 @@ def test_psi_of_the_newest_closed_window_against_the_reference_window(scraped):
 
 
 def test_alerts_sent_and_firing(scraped):
-    assert scraped[("model_monitor_alerts_sent_total", (("status", "firing"), ("type", "feature_drift")))] == 1
-    assert sum(v for (name, _), v in scraped.items() if name == "model_monitor_alerts_sent_total") == 1
-    assert scraped[("model_monitor_alerts_firing", (*VERSION, ("type", "feature_drift")))] == 1
-    assert scraped[("model_monitor_alerts_firing", (*VERSION, ("type", "accuracy_drop")))] == 0
+    # Final windows (no grace): window 0 at 2/3 is below the objective and becomes the baseline;
+    # window 1 at 1/2 drops 17 points below it. Three values of x cannot prove a drift.
+    sent = {labels: v for (name, labels), v in scraped.items() if name == "model_monitor_alerts_sent_total"}
+    assert sent == {(("status", "firing"), ("type", "accuracy_below_threshold")): 1,
+                    (("status", "firing"), ("type", "accuracy_drop")): 1}
+    assert scraped[("model_monitor_alerts_firing", (*VERSION, ("type", "accuracy_drop")))] == 1
+    assert scraped[("model_monitor_alerts_firing", (*VERSION, ("type", "feature_drift")))] == 0
 
 
 def test_latency_histogram_counts_every_message_of_the_batch(scraped):
@@ -243,7 +247,7 @@ def test_latency_histogram_counts_every_message_of_the_batch(scraped):
 def test_sink_figures(scraped):
     written = {dict(labels)["table"]: v for (name, labels), v in scraped.items()
                if name == "model_monitor_sink_rows_written_total"}
-    assert (written["predictions"], written["labels"], written["outcomes"], written["alerts"]) == (8, 7, 5, 1)
+    assert (written["predictions"], written["labels"], written["outcomes"], written["alerts"]) == (8, 7, 5, 2)
     assert scraped[("model_monitor_sink_rows_pending", ())] == 0
     assert scraped[("model_monitor_sink_outage_seconds", ())] == 0
     assert scraped[("model_monitor_sink_failures_total", ())] == 0
