@@ -65,7 +65,8 @@ YIELD_EVERY = 500  # messages parsed between two chances for the event loop to r
 WRITE_DEPTH = 2  # batches waiting for ClickHouse before consumption pauses
 BATCH_MAX = 5000  # messages per batch handed to process_batch
 TOP_DRIFTED = 3
-CLEAN_WINDOWS_TO_RESOLVE = 2  # closed windows without drift before a drift alert resolves
+CLEAN_WINDOWS_TO_RESOLVE = 2
+END_OF_INPUT_S = 2.0  # no input at all for this long, every partition read to its end: the input ended  # closed windows without drift before a drift alert resolves
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +310,9 @@ class Monitor:
 
         Only once it is caught up (everything up to its high watermark processed) *and* quiet:
         it delivered nothing while the other partitions went on delivering for
-        MONITOR_IDLE_SECONDS, or no input came at all for that long. A partition that merely
+        MONITOR_IDLE_SECONDS, or no input came at all for END_OF_INPUT_S (every partition is
+        read to its end and silent: the input ended or paused, and live messages that come
+        after a pause are newer than those before it). A partition that merely
         caught up keeps holding the watermark at its latest event: its next message may be
         older than another partition's latest, and an outcome released before it arrives
         would make the event-time order (and so ADWIN's alerts) depend on timing. Time
@@ -327,9 +330,9 @@ class Monitor:
             return False
         spoke = max(self.last_seen.get(source, 0.0), self.assigned_at.get(source, 0.0), self.store.recovered_at)
         latest_input = self._last_input or 0.0
-        quiet = latest_input - spoke >= patience or now - max(spoke, latest_input) > patience
         if caught_up:
-            return quiet
+            return (latest_input - spoke >= patience
+                    or now - max(spoke, latest_input) > min(patience, END_OF_INPUT_S))
         if last is not None:
             return False
         # Nothing delivered yet although the partition may hold messages: hold back, but not for ever

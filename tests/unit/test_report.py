@@ -62,7 +62,7 @@ ALERTS = [
     Alert(T0 + 3 * HOUR, T0 + 31 * HOUR, "firing", "warning", "error_rate_drift", "error_rate", 0.2, "ADWIN rose."),
     Alert(T0 + 4 * HOUR, T0 + 5 * HOUR, "firing", "warning", "feature_drift", "age", 0.2606, "Feature 'age' drifted."),
     Alert(T0 + 5 * HOUR, T0 + 6 * HOUR, "resolved", "warning", "feature_drift", "age", 0.0956, "Stable again."),
-    Alert(None, T0 + 7 * HOUR, "firing", "warning", "error_rate_drift", "error_rate", None, "No window."),
+    Alert(None, T0 + 7 * HOUR, "firing", "warning", "accuracy_drop", "accuracy", None, "No window."),
 ]
 
 
@@ -75,7 +75,7 @@ def test_alerts_table_has_the_exact_cells_in_order() -> None:
         ["2026-01-05 04:00", "firing", "warning", "feature_drift", "age", "0.261", "Feature 'age' drifted."],
         ["2026-01-05 05:00", "resolved", "warning", "feature_drift", "age", "0.096", "Stable again."],
         # no window: the time is when it was detected; no value: a dash
-        ["2026-01-05 07:00", "firing", "warning", "error_rate_drift", "error_rate", "-", "No window."],
+        ["2026-01-05 07:00", "firing", "warning", "accuracy_drop", "accuracy", "-", "No window."],
     ]
 
 
