@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
 from typing import Any, Protocol
 
@@ -30,29 +29,25 @@ from sinks.clickhouse import ClickHouseStore
 from sinks.writer import OrderedWriter
 from streams import alert_rules as rules
 from streams import figures
-from streams.alert_rules import AccuracyEvidence, Alert, AlertBook, Condition, DriftEvidence
+from streams.alert_rules import Alert, AlertBook, DriftEvidence
 from streams.canonical import canonical_class
+from streams.decisions import AlertDecisions, alert_rows
 from streams.join import DUPLICATE, JoinState, Outcome
 from streams.metrics import classification_figures
 from streams.outcome_stream import (
-    AccuracyLook,
-    ErrorRateChange,
     OutcomeStream,
-    StreamEvent,
     TimedOutcome,
 )
 from streams.parsing import FUTURE_SKEW_MS, parse_ground_truth, parse_prediction
 from streams.progress import PARTITION_CLOCK, ForeignProgress, Source
 from streams.psi import psi, psi_band
-from streams.records import GroundTruth, Prediction, Rejection
+from streams.records import GroundTruth, Prediction, RawMessage, Rejection
+from streams.recovery import Recovery
 from streams.reference import Reference, ReferenceFile, build_reference, load_reference_file
 from streams.settings import Settings
 from streams.stats import (
     homogeneity_test,
-    look_alpha,
     per_test_level,
-    two_proportion_p,
-    wilson_bounds,
 )
 from streams.watermark import Watermark
 from streams.windows import is_closed, is_final, window_end_ms, window_start_ms
@@ -64,20 +59,7 @@ LOADED = 0.5  # share of the time spent processing batches from which the worker
 YIELD_EVERY = 500  # messages parsed between two chances for the event loop to run other tasks
 WRITE_DEPTH = 2  # batches waiting for ClickHouse before consumption pauses
 BATCH_MAX = 5000  # messages per batch handed to process_batch
-TOP_DRIFTED = 3
-CLEAN_WINDOWS_TO_RESOLVE = 2
-END_OF_INPUT_S = 2.0  # no input at all for this long, every partition read to its end: the input ended  # closed windows without drift before a drift alert resolves
-
-
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    """A message as it came off an input topic."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+END_OF_INPUT_S = 2.0  # no input at all for this long, every partition read to its end: the input ended
 
 
 class Outbox(Protocol):
@@ -203,7 +185,7 @@ class Monitor:
         self.clock = clock
         self.join = JoinState(ttl_ms=settings.join_ttl_seconds * 1000)
         self.versions: dict[tuple[str, str], VersionState] = {}
-        self.book = AlertBook()
+        self.decisions = AlertDecisions(settings)
         self.counters = Counters()
         self.watermark_ms = 0
         self.event_time = Watermark()
@@ -237,6 +219,14 @@ class Monitor:
         self.unrecovered: set[tuple[str, int]] = set()  # assigned, memory not yet rebuilt from the store
         self.started = False
         self.lock = asyncio.Lock()
+
+    @property
+    def book(self) -> AlertBook:
+        return self.decisions.book
+
+    @book.setter
+    def book(self, book: AlertBook) -> None:
+        self.decisions.book = book
 
     async def start(self) -> None:
         """Create the tables if missing and rebuild memory from what they hold."""
@@ -538,51 +528,15 @@ class Monitor:
         for state, watermark in watermarks:
             released_before = state.stream.released_ms
             for event in state.stream.advance(watermark):
-                decided += self._judge(state, event, now_ms, facts)
+                alerts, baseline_set = self.decisions.on_stream_event(state, event, now_ms)
+                decided += alerts
+                if baseline_set:
+                    facts.references.append(self._reference_row(state))
             if state.stream.released_ms != released_before:
                 facts.checkpoints.append([self.s.app_id, state.model, state.version, state.stream.released_ms,
                                           time.time()])
-        facts.alerts += self._alert_rows(decided)
+        facts.alerts += alert_rows(decided)
         return decided
-
-    def _judge(self, state: VersionState, event: StreamEvent, now_ms: int, facts: PendingFacts) -> list[Alert]:
-        """The alerts one stream event decides (ADWIN cut, accuracy look or finality)."""
-        if isinstance(event, ErrorRateChange):
-            window = window_start_ms(event.at_ms, self.s.window_seconds)
-            p_value = two_proportion_p(event.before * event.n_before, event.n_before,
-                                       event.after * event.n_after, event.n_after)
-            condition = rules.error_rate_change(state.model, state.version, event.before, event.after,
-                                                event.n_before, event.n_after, self.s.adwin_delta, event.at_ms, p_value)
-            return self._observe(state, window, condition, now_ms)
-        return self._judge_accuracy(state, event, now_ms, facts)
-
-    def _judge_accuracy(self, state: VersionState, look: AccuracyLook, now_ms: int,
-                        facts: PendingFacts) -> list[Alert]:
-        if look.labeled < self.s.min_labeled:
-            return []
-        alpha = 1 - self.s.accuracy_confidence
-        look_level = look_alpha(alpha, look.look) if look.look is not None else alpha
-        lower, upper = wilson_bounds(look.correct, look.labeled, look_level)
-        evidence = AccuracyEvidence(look.window_ms, look.labeled, look.correct, look.look, 1 - look_level, lower, upper)
-        context = {"top_drifted_features": self._top_drifted(state, look.window_ms)}
-        out = self._observe_some(state, look.window_ms, rules.accuracy_below_threshold(
-            state.model, state.version, evidence, self.s.accuracy_threshold, context), now_ms)
-        if look.final and state.baseline_accuracy is None:
-            # No labels in the reference: the first window final with >= MIN_LABELED labels is the baseline,
-            # known from that point of event time on (so every run decides the same looks with it).
-            state.baseline_accuracy, state.baseline_window_ms = evidence.accuracy, look.window_ms
-            facts.references.append(self._reference_row(state))
-            return out
-        baseline_from = (None if state.baseline_window_ms is None else
-                         state.baseline_window_ms + (self.s.window_seconds + self.s.label_grace_seconds) * 1000)
-        if state.baseline_accuracy is not None and (baseline_from is None or look.at_ms > baseline_from):
-            out += self._observe_some(state, look.window_ms, rules.accuracy_drop(
-                state.model, state.version, evidence, state.baseline_accuracy, self.s.degradation_threshold,
-                {**context, "baseline_window_start": rules.iso_ms(state.baseline_window_ms)}), now_ms)
-        return out
-
-    def _observe_some(self, state: VersionState, w: int, condition: Condition | None, now_ms: int) -> list[Alert]:
-        return self._observe(state, w, condition, now_ms) if condition is not None else []
 
     # -- figures ----------------------------------------------------------------
     async def refresh(self, wait: bool = True) -> None:
@@ -661,8 +615,8 @@ class Monitor:
                 now_ms = int(self.clock() * 1000)
                 if plan.releases_from_store:
                     await self._release_from_store(plan, now_ms)
-                await self._publish([a for v in plan.versions for a in self._evaluate_drift(v.state, v.newly_closed,
-                                                                                           now_ms)])
+                await self._publish([a for v in plan.versions
+                                     for a in self.decisions.on_closed_windows(v.state, v.newly_closed, now_ms)])
                 checkpoints = [[self.s.app_id, v.state.model, v.state.version, v.watermark_ms, time.time()]
                                for v in plan.versions if v.watermark_ms != v.state.evaluated_watermark]
                 await self.store.insert("checkpoints", checkpoints)
@@ -869,41 +823,10 @@ class Monitor:
                     ])
         return rows
 
-    # -- alerts -------------------------------------------------------------------
-    def _evaluate_drift(self, state: VersionState, newly_closed: list[int], now_ms: int) -> list[Alert]:
-        """Feature and prediction drift of windows that closed, in window order: firing on a change
-        both large and certain; resolved after CLEAN_WINDOWS_TO_RESOLVE closed windows without one."""
-        out: list[Alert] = []
-        for w in newly_closed:
-            for subject, evidence in sorted(state.last_drift.get(w, {}).items()):
-                condition = rules.drift(state.model, state.version, subject, evidence, self.s.psi_warn,
-                                        self.s.psi_alert)
-                clean = 0 if condition.active else state.drift_clean.get(subject, 0) + 1
-                state.drift_clean[subject] = clean
-                if condition.active or clean >= CLEAN_WINDOWS_TO_RESOLVE:
-                    out += self._observe(state, w, condition, now_ms)
-        return out
-
-    def _top_drifted(self, state: VersionState, w: int) -> list[dict[str, Any]]:
-        values = [(v, k) for k, v in state.last_psi.get(w, {}).items() if not k.startswith("__")]
-        return [{"feature": k, "psi": round(v, 6)} for v, k in sorted(values, reverse=True)[:TOP_DRIFTED]]
-
-    def _observe(self, state: VersionState, w: int, condition: Condition, now_ms: int) -> list[Alert]:
-        alert = self.book.observe(state.model, state.version, w, window_end_ms(w, self.s.window_seconds),
-                                  condition, now_ms)
-        return [alert] if alert else []
-
     async def _publish(self, alerts_out: list[Alert]) -> None:
         """Store the alerts, then send them."""
-        await self.store.insert("alerts", self._alert_rows(alerts_out))
+        await self.store.insert("alerts", alert_rows(alerts_out))
         await self._announce(alerts_out)
-
-    @staticmethod
-    def _alert_rows(alerts_out: list[Alert]) -> list[list[Any]]:
-        return [[a.alert_id, a.status, a.type, a.severity, a.model, a.model_version, a.subject,
-                 _parse_iso(a.window_start), _parse_iso(a.window_end), a.value, a.threshold, a.baseline,
-                 _parse_iso(a.detected_at), a.message, a.recommended_action, orjson.dumps(a.evidence).decode()]
-                for a in alerts_out]
 
     async def _announce(self, alerts_out: list[Alert]) -> None:
         """Log and send alerts (to the alerts topic)."""
@@ -912,249 +835,3 @@ class Monitor:
             log.warning("ALERT %s %s %s %s/%s: %s", a.status, a.severity, a.type, a.model, a.model_version,
                         a.message)
             await self.outbox.send_alert(a)
-
-
-def _parse_iso(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-class Recovery:
-    """Rebuild a monitor's memory from the facts in ClickHouse after a start or a crash.
-
-    Facts are written before their Kafka offsets are committed, so the store holds
-    at least everything that was acknowledged. ``run`` restores what is about the
-    model versions (windows, references, ADWIN / rolling accuracy replayed in join
-    order, alert states); ``partitions`` what is about the partitions this worker
-    reads (their clocks, the offsets already processed - replayed messages up to them
-    are skipped - and the pending halves of the join), at start and after a rebalance.
-    """
-
-    def __init__(self, monitor: Monitor) -> None:
-        self.m = monitor
-        self.db = monitor.db
-
-    async def run(self) -> None:
-        m, db = self.m, self.db
-        [(facts,)] = await m.store.query(f"SELECT (SELECT count() FROM `{db}`.predictions) + "
-                                         f"(SELECT count() FROM `{db}`.labels)")
-        if not facts:
-            return
-        await self._versions()
-        await self.evaluations()
-        log.info("Recovered state: %d model versions, %d alerts", len(m.versions), len(m.book.firing))
-
-    async def partitions(self, sources: set[tuple[str, int]]) -> None:
-        """Clocks, processed offsets and pending halves of these partitions."""
-        m, db = self.m, self.db
-        if not sources:
-            return
-        seeded: list[int] = []
-        # Only rows written in input order count (kafka_offset >= 0): the halves written from
-        # stored outcomes after a crash (offset -1) can be ahead of unjoined halves of their
-        # batch that were never stored, which must be read again before windows close.
-        for table, column, topic in (("predictions", "predicted_at", m.s.topic_predictions),
-                                     ("labels", "labeled_at", m.s.topic_ground_truth)):
-            mine = self._mine(sources, topic)
-            rows = await m.store.query(f"SELECT kafka_partition, max(toUnixTimestamp64Milli({column})), "
-                                       f"max(kafka_offset) FROM `{db}`.{table} WHERE {mine} AND kafka_offset >= 0 "
-                                       "GROUP BY kafka_partition")
-            for partition, ts, offset in rows:
-                m.event_time.seed((topic, int(partition)), int(ts))
-                m.resume_after[(topic, int(partition))] = int(offset)
-                seeded.append(int(ts))
-        for table, column, topic, written in (("predictions", "predicted_at", m.s.topic_predictions, "kafka_offset >= 0"),
-                                              ("outcomes", "labeled_at", m.s.topic_ground_truth, "1")):
-            rows = await m.store.query(
-                f"SELECT model, model_version, kafka_partition, max(toUnixTimestamp64Milli({column})) "
-                f"FROM `{db}`.{table} WHERE {self._mine(sources, topic)} AND {written} "
-                "GROUP BY model, model_version, kafka_partition")
-            for model, version, partition, ts in rows:
-                m.version(model, version).event_time.seed((topic, int(partition)), int(ts))
-        await self._complete_halves(sources)
-        if seeded:
-            await self._pending(sources, horizon=min(seeded) - m.join.ttl_ms)
-        if m.evaluates_alerts and m._evaluation_adopted:
-            # Outcomes the previous reader of these partitions joined and this worker's streams have
-            # not released yet (those of partitions read elsewhere come from the store at refreshes).
-            for state in m.versions.values():
-                where = (f"{figures._version_filter(state.model, state.version)} AND "
-                         f"{self._mine(sources, m.s.topic_predictions)}")
-                for outcome in await self._stream_outcomes(where):
-                    state.stream.add(outcome)
-        log.info("Recovered %d partitions: %d pending predictions, %d pending labels in all", len(sources),
-                 len(m.join.pending_predictions), len(m.join.pending_labels))
-
-    @staticmethod
-    def _mine(sources: set[tuple[str, int]], topic: str) -> str:
-        partitions = sorted(p for t, p in sources if t == topic)
-        return f"kafka_partition IN ({', '.join(map(str, partitions))})" if partitions else "0"
-
-    async def _complete_halves(self, sources: set[tuple[str, int]]) -> None:
-        """Write the halves of stored outcomes that a crash kept from being written.
-
-        A batch's outcomes are written before its halves (a half's row marks its offset as
-        done). Killed in between, the halves are read again, and each is taken for a
-        duplicate of a request already joined: write them now from the outcome."""
-        m, db = self.m, self.db
-        now = time.time()
-        rows = await m.store.query(
-            "SELECT request_id, model, model_version, toUnixTimestamp64Milli(predicted_at), prediction, score, "
-            f"confidence, latency_ms, features, kafka_partition FROM `{db}`.outcomes FINAL "
-            f"WHERE {self._mine(sources, m.s.topic_predictions)} "
-            f"AND request_id NOT IN (SELECT request_id FROM `{db}`.predictions)")
-        predictions = [m._prediction_row(
-            Prediction(rid, model, version, int(ts), pred, score, conf, None, orjson.loads(feats), latency),
-            RawMessage(m.s.topic_predictions, int(partition), -1, None, None), now)
-            for rid, model, version, ts, pred, score, conf, latency, feats, partition in rows]
-        rows = await m.store.query(
-            "SELECT request_id, label, toUnixTimestamp64Milli(labeled_at), model, model_version, kafka_partition "
-            f"FROM `{db}`.outcomes FINAL WHERE {self._mine(sources, m.s.topic_ground_truth)} "
-            f"AND request_id NOT IN (SELECT request_id FROM `{db}`.labels)")
-        labels = [m._label_row(GroundTruth(rid, label, int(ts), model, version),
-                               RawMessage(m.s.topic_ground_truth, int(partition), -1, None, None), now)
-                  for rid, label, ts, model, version, partition in rows]
-        await m.store.insert("predictions", predictions)
-        await m.store.insert("labels", labels)
-        if predictions or labels:
-            log.info("Wrote %d predictions and %d labels of outcomes stored before a crash", len(predictions),
-                     len(labels))
-
-    async def _pending(self, sources: set[tuple[str, int]], horizon: int) -> None:
-        m, db = self.m, self.db
-        rows = await m.store.query(
-            "SELECT request_id, model, model_version, toUnixTimestamp64Milli(predicted_at), prediction, score, "
-            f"confidence, latency_ms, features FROM `{db}`.predictions FINAL "
-            f"WHERE {self._mine(sources, m.s.topic_predictions)} "
-            f"AND predicted_at >= fromUnixTimestamp64Milli(toInt64({horizon}), 'UTC') "
-            f"AND request_id NOT IN (SELECT request_id FROM `{db}`.outcomes)")
-        for rid, model, version, ts, pred, score, conf, latency, feats in rows:
-            m.join.restore_prediction(Prediction(rid, model, version, int(ts), pred, score, conf, None,
-                                                 orjson.loads(feats), latency))
-        rows = await m.store.query(
-            "SELECT request_id, label, toUnixTimestamp64Milli(labeled_at), model, model_version "
-            f"FROM `{db}`.labels FINAL WHERE {self._mine(sources, m.s.topic_ground_truth)} "
-            f"AND labeled_at >= fromUnixTimestamp64Milli(toInt64({horizon}), 'UTC') "
-            f"AND request_id NOT IN (SELECT request_id FROM `{db}`.outcomes)")
-        for rid, label, ts, model, version in rows:
-            m.join.restore_label(GroundTruth(rid, label, int(ts), model, version))
-
-    async def _versions(self) -> None:
-        m, db = self.m, self.db
-        rows = await m.store.query(
-            f"SELECT model, model_version, groupUniqArray(toUnixTimestamp64Milli(window_start)), "
-            f"groupUniqArray(prediction) FROM `{db}`.predictions GROUP BY model, model_version")
-        for model, version, windows, classes in rows:
-            state = m.version(model, version)
-            state.windows.update(int(w) for w in windows)
-            state.classes.update(classes)
-        rows = await m.store.query(
-            f"SELECT model, model_version, groupUniqArray(label) FROM `{db}`.outcomes GROUP BY model, model_version")
-        for model, version, labels in rows:
-            m.version(model, version).classes.update(labels)
-        await self._references()
-        await self._learners()
-
-    async def evaluations(self) -> None:
-        """How far the app's alert evaluation got (checkpoints) and the alert states it left:
-        windows evaluated before keep their decisions, later ones are evaluated anew."""
-        m, db = self.m, self.db
-        rows = await m.store.query(
-            "SELECT model, model_version, max(evaluated_watermark) FROM "
-            f"`{db}`.checkpoints FINAL WHERE app_id = {figures.quote(m.s.app_id)} GROUP BY model, model_version")
-        evaluated = {(model, version): int(w) for model, version, w in rows}
-        for state in m.versions.values():
-            done = max(evaluated.get((state.model, state.version), -1), 0)
-            state.watermark_ms = state.evaluated_watermark = done
-            state.closed = {w for w in state.windows if is_closed(w, done, m.s.window_seconds)}
-            state.final = {w for w in state.windows if is_final(w, done, m.s.window_seconds, m.s.label_grace_seconds)}
-            state.dirty.update(state.windows - state.final)
-            state.drift_clean = {}
-        m.book = AlertBook()
-        await self._alerts()
-        await self._drift_streaks(evaluated)
-        if m.evaluates_alerts:
-            await self.streams()
-
-    async def _drift_streaks(self, evaluated: dict[tuple[str, str], int]) -> None:
-        """Closed windows without drift in a row, per subject, as of the last evaluation."""
-        m, db = self.m, self.db
-        ends = {(state.model, state.version): evaluated.get((state.model, state.version), -1)
-                for state in m.versions.values()}
-        rows = await m.store.query(
-            "SELECT model, model_version, feature, toUnixTimestamp64Milli(window_end), drifted "
-            f"FROM `{db}`.feature_drift FINAL WHERE psi IS NOT NULL ORDER BY window_start")
-        for model, version, subject, end, drifted in rows:
-            state = m.versions.get((model, version))
-            if state is None or int(end) > ends.get((model, version), -1):
-                continue  # not closed when the evaluation stopped: decided again
-            state.drift_clean[subject] = 0 if drifted else state.drift_clean.get(subject, 0) + 1
-
-    async def _references(self) -> None:
-        m, db = self.m, self.db
-        rows = await m.store.query(
-            "SELECT model, model_version, source, toUnixTimestamp64Milli(window_start), baseline_accuracy, "
-            f"toUnixTimestamp64Milli(baseline_window_start) FROM `{db}`.references FINAL")
-        for model, version, source, window, baseline, baseline_window in rows:
-            state = m.version(model, version)
-            if source == "window" and window is not None and state.reference is None:
-                raw = await m.store.query(figures.window_rows_sql(db, model, version, int(window)))
-                state.reference = build_reference(
-                    ({**orjson.loads(f), "score": s, "prediction": p} for f, s, p in raw),
-                    bins=m.s.psi_bins, source="window", window_start_ms=int(window))
-            if baseline is not None and state.baseline_accuracy is None:
-                state.baseline_accuracy = float(baseline)
-                state.baseline_window_ms = int(baseline_window) if baseline_window is not None else None
-
-    async def _learners(self) -> None:
-        """The rolling accuracy (join order) and the requests already joined."""
-        m, db = self.m, self.db
-        for state in m.versions.values():
-            rows = await m.store.query(
-                f"SELECT request_id, prediction, label FROM `{db}`.outcomes "
-                f"WHERE {figures._version_filter(state.model, state.version)} ORDER BY joined_at, request_id")
-            seen: set[str] = set()
-            for rid, pred, label in rows:
-                if rid in seen:
-                    continue
-                seen.add(rid)
-                state.rolling.update(label, pred)
-                m.join._remember_joined(rid)
-
-    async def streams(self) -> None:
-        """Each version's event-time outcome stream as the alert-deciding worker left it: ADWIN and
-        the open windows' counts fed again, in order, with the outcomes released before its checkpoint
-        (their alerts were sent); the later ones wait again for the watermark."""
-        m, db = self.m, self.db
-        rows = await m.store.query(
-            "SELECT model, model_version, max(released_ms) FROM "
-            f"`{db}`.stream_checkpoints FINAL WHERE app_id = {figures.quote(m.s.app_id)} GROUP BY model, model_version")
-        released = {(model, version): int(ms) for model, version, ms in rows}
-        for state in m.versions.values():
-            state.stream = m._new_stream()
-            done = released.get((state.model, state.version), 0)
-            before: list[TimedOutcome] = []
-            for outcome in await self._stream_outcomes(f"{figures._version_filter(state.model, state.version)}"):
-                if outcome.join_ms < done:
-                    before.append(outcome)
-                else:
-                    state.stream.add(outcome)
-            state.stream.restore(before, done)
-
-    async def _stream_outcomes(self, where: str) -> list[TimedOutcome]:
-        """Stored outcomes that the event-time stream takes (not those joined behind its watermark)."""
-        rows = await self.m.store.query(
-            "SELECT greatest(toUnixTimestamp64Milli(predicted_at), toUnixTimestamp64Milli(labeled_at)), request_id, "
-            f"toUnixTimestamp64Milli(window_start), correct FROM `{self.db}`.outcomes FINAL "
-            f"WHERE {where} AND behind_watermark = 0")
-        return [TimedOutcome(int(j), rid, int(w), bool(correct)) for j, rid, w, correct in rows]
-
-    async def _alerts(self) -> None:
-        m = self.m
-        rows = await m.store.query(
-            "SELECT alert_id, status, type, severity, model, model_version, subject FROM "
-            f"`{self.db}`.alerts FINAL ORDER BY detected_at, window_start, status = 'firing'")
-        for alert_id_, status, type_, severity, model, version, subject in rows:
-            m.book.restore(Alert(alert_id_, status, type_, severity, model, version, subject, None, None, None,
-                                 None, None, "", "", "", {}))

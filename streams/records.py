@@ -60,3 +60,14 @@ REJECTION_REASONS: dict[str, str] = {
     "invalid_value": "a field has the right type but an impossible value",
     "key_mismatch": "the message key is not the event's request_id",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A message as it came off an input topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
