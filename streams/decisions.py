@@ -14,7 +14,7 @@ turns conditions into ``firing`` / ``resolved`` events.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -23,10 +23,8 @@ from streams.alert_rules import AccuracyEvidence, Alert, AlertBook, Condition
 from streams.outcome_stream import AccuracyLook, ErrorRateChange, StreamEvent
 from streams.settings import Settings
 from streams.stats import look_alpha, two_proportion_p, wilson_bounds
+from streams.versions import VersionState
 from streams.windows import window_end_ms, window_start_ms
-
-if TYPE_CHECKING:
-    from streams.monitor import VersionState
 
 TOP_DRIFTED = 3
 CLEAN_WINDOWS_TO_RESOLVE = 2  # closed windows without drift before a drift alert resolves

@@ -17,40 +17,33 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-import numpy as np
-import orjson
 from river import metrics, utils
 
 from sinks.clickhouse import ClickHouseStore
 from sinks.writer import OrderedWriter
-from streams import alert_rules as rules
 from streams import figures
-from streams.alert_rules import Alert, AlertBook, DriftEvidence
-from streams.canonical import canonical_class
+from streams.alert_rules import Alert, AlertBook
 from streams.decisions import AlertDecisions, alert_rows
+from streams.facts import FactQueue, PendingFacts, label_row, outcome_row, prediction_row
 from streams.join import DUPLICATE, JoinState, Outcome
-from streams.metrics import classification_figures
 from streams.outcome_stream import (
     OutcomeStream,
     TimedOutcome,
 )
 from streams.parsing import FUTURE_SKEW_MS, parse_ground_truth, parse_prediction
 from streams.progress import PARTITION_CLOCK, ForeignProgress, Source
-from streams.psi import psi, psi_band
-from streams.records import GroundTruth, Prediction, RawMessage, Rejection
+from streams.records import Prediction, RawMessage, Rejection
 from streams.recovery import Recovery
-from streams.reference import Reference, ReferenceFile, build_reference, load_reference_file
+from streams.reference import ReferenceFile, load_reference_file
 from streams.settings import Settings
-from streams.stats import (
-    homogeneity_test,
-    per_test_level,
-)
+from streams.versions import VersionRefresh, VersionState
 from streams.watermark import Watermark
-from streams.windows import is_closed, is_final, window_end_ms, window_start_ms
+from streams.window_figures import WindowFigures
+from streams.windows import is_closed, is_final, window_start_ms
 
 log = logging.getLogger(__name__)
 REFRESH_INTERVAL_S = 1.0
@@ -65,87 +58,6 @@ END_OF_INPUT_S = 2.0  # no input at all for this long, every partition read to i
 class Outbox(Protocol):
     async def send_dlq(self, message: RawMessage, rejection: Rejection) -> None: ...
     async def send_alert(self, alert: Alert) -> None: ...
-
-
-def _seconds(ms: int | None) -> float | None:
-    """Epoch milliseconds as epoch seconds, the form the store writes into DateTime64 columns."""
-    return None if ms is None else ms / 1000
-
-
-@dataclass
-class VersionState:
-    """Everything the monitor keeps per (model, model_version)."""
-
-    model: str
-    version: str
-    stream: OutcomeStream  # outcomes in event time: ADWIN and the accuracy looks (alert-deciding worker)
-    rolling: utils.Rolling
-    event_time: Watermark
-    watermark_ms: int = 0
-    evaluated_watermark: int = -1
-    classes: set[str] = field(default_factory=set)
-    reference: Reference | None = None
-    baseline_accuracy: float | None = None
-    baseline_window_ms: int | None = None
-    windows: set[int] = field(default_factory=set)
-    closed: set[int] = field(default_factory=set)
-    final: set[int] = field(default_factory=set)
-    dirty: set[int] = field(default_factory=set)
-    last_psi: dict[int, dict[str, float]] = field(default_factory=dict)
-    last_drift: dict[int, dict[str, DriftEvidence]] = field(default_factory=dict)
-    drift_clean: dict[str, int] = field(default_factory=dict)  # subject -> closed windows without drift in a row
-    last_figures: dict[int, tuple[int, int, float | None]] = field(default_factory=dict)
-    refreshed_watermark_ms: int = 0  # the watermark of the last rows written
-
-    @property
-    def binary(self) -> bool:
-        return len(self.classes) <= 2
-
-    def rolling_accuracy(self) -> float | None:
-        return self.rolling.get() if self.rolling.window else None  # type: ignore[attr-defined]
-
-
-@dataclass
-class PendingFacts:
-    """Facts of consecutive batches waiting for one background write.
-
-    While the writer is busy (a refresh, a slow insert), the next batches' facts join
-    the waiting ones instead of queueing behind them one by one: a light stream is
-    processed batch by batch without waiting, and still makes few, large inserts."""
-
-    outcomes: list[list[Any]] = field(default_factory=list)
-    labels: list[list[Any]] = field(default_factory=list)
-    predictions: list[list[Any]] = field(default_factory=list)
-    alerts: list[list[Any]] = field(default_factory=list)
-    references: list[list[Any]] = field(default_factory=list)
-    checkpoints: list[list[Any]] = field(default_factory=list)  # stream_checkpoints, written last
-    messages: int = 0
-    on_written: list[Callable[[], None]] = field(default_factory=list)
-    started: bool = False
-
-    def absorb(self, other: PendingFacts) -> None:
-        """Take another batch's facts into this write."""
-        self.outcomes += other.outcomes
-        self.labels += other.labels
-        self.predictions += other.predictions
-        self.alerts += other.alerts
-        self.references += other.references
-        self.checkpoints += other.checkpoints
-        self.on_written += other.on_written
-        self.messages += other.messages
-
-
-@dataclass(frozen=True)
-class VersionRefresh:
-    """What a refresh computes for one model version, decided at one point of the input."""
-
-    state: VersionState
-    windows: frozenset[int]  # touched since the last refresh
-    newly_closed: list[int]
-    newly_final: list[int]
-    watermark_ms: int
-    binary: bool
-    rolling_accuracy: float | None
 
 
 @dataclass(frozen=True)
@@ -186,6 +98,7 @@ class Monitor:
         self.join = JoinState(ttl_ms=settings.join_ttl_seconds * 1000)
         self.versions: dict[tuple[str, str], VersionState] = {}
         self.decisions = AlertDecisions(settings)
+        self.window_figures = WindowFigures(settings, store)
         self.counters = Counters()
         self.watermark_ms = 0
         self.event_time = Watermark()
@@ -206,8 +119,7 @@ class Monitor:
         )
         self._last_refresh = 0.0
         self._refresh_cost = 0.0
-        self.writer = OrderedWriter(depth=WRITE_DEPTH)
-        self._open_facts: PendingFacts | None = None  # queued, not yet being written: later batches join it
+        self.facts = FactQueue(store, OrderedWriter(depth=WRITE_DEPTH), BATCH_MAX)
         self._refresh_queued = False
         self._foreign: ForeignProgress | None = None  # what other workers reported, as of the last refresh
         self.assigned: set[tuple[str, int]] = set()
@@ -219,6 +131,15 @@ class Monitor:
         self.unrecovered: set[tuple[str, int]] = set()  # assigned, memory not yet rebuilt from the store
         self.started = False
         self.lock = asyncio.Lock()
+
+    @property
+    def writer(self) -> OrderedWriter:
+        """The one ordered background writer: facts, then refresh jobs, in input order."""
+        return self.facts.writer
+
+    @writer.setter
+    def writer(self, writer: OrderedWriter) -> None:
+        self.facts.writer = writer
 
     @property
     def book(self) -> AlertBook:
@@ -411,7 +332,7 @@ class Monitor:
                     self.counters.duplicates += 1
                     continue
                 self.counters.predictions += 1
-                prediction_rows.append(self._prediction_row(event, message, wall))
+                prediction_rows.append(prediction_row(event, message.partition, message.offset, wall, self.s.window_seconds))
                 state = self.version(event.model, event.model_version)
                 state.event_time.observe((message.topic, message.partition), event.ts_ms, now)
                 state.classes.add(event.prediction)
@@ -424,7 +345,7 @@ class Monitor:
                     self.counters.duplicates += 1
                     continue
                 self.counters.labels += 1
-                label_rows.append(self._label_row(event, message, wall))
+                label_rows.append(label_row(event, message.partition, message.offset, wall))
             if isinstance(result, Outcome):
                 # Partitions align by key: the label came from the same partition of the other topic.
                 self.version(result.prediction.model, result.prediction.model_version).event_time.observe(
@@ -433,7 +354,8 @@ class Monitor:
                 behind = streams and not state.stream.add(self._timed(result))
                 if behind:
                     self.counters.late_outcomes += 1
-                outcome_rows.append(self._outcome_row(result, message.partition, wall, self._is_late(result), behind))
+                outcome_rows.append(outcome_row(result, message.partition, wall, self._is_late(result), behind,
+                                                self.s.window_seconds))
         for message, rejection in rejected:
             self.counters.rejected += 1
             log.warning("DLQ %s[%d]@%d: %s", message.topic, message.partition, message.offset, rejection)
@@ -444,55 +366,12 @@ class Monitor:
             # Sent at once, before the facts are written: an alert's id is deterministic, so a batch
             # read again after a crash sends the same alert again, never another one.
             await self._announce(self._release(facts, self._stream_watermarks(), now_ms))
-        await self._queue_facts(facts)
+        await self.facts.queue(facts)
         self.last_message_at = time.time()
         self._last_input = time.monotonic()
         self._processing_s += time.monotonic() - started
         self._last_batch_size = len(batch)
         await self.refresh_if_due()
-
-    async def _queue_facts(self, facts: PendingFacts) -> None:
-        """Hand a batch's facts to the writer: joined to those still waiting if there is room
-        (at most BATCH_MAX messages per write), else as a write of their own."""
-        waiting = self._open_facts
-        if waiting is not None and not waiting.started and waiting.messages + facts.messages <= BATCH_MAX:
-            waiting.absorb(facts)
-            return
-        self._open_facts = facts
-        await self.writer.submit(partial(self._write_facts, facts))
-
-    async def _write_facts(self, facts: PendingFacts) -> None:
-        """Facts of one or more batches, in the background; their input is acknowledged once stored."""
-        facts.started = True
-        # Outcomes first, then the halves: a half's row marks its offset as done (see Recovery).
-        await self.store.insert("outcomes", facts.outcomes)
-        await self.store.insert("labels", facts.labels)
-        await self.store.insert("predictions", facts.predictions)
-        await self.store.insert("alerts", facts.alerts)
-        await self.store.insert("references", facts.references)
-        await self.store.insert("stream_checkpoints", facts.checkpoints)  # after what it vouches for
-        for done in facts.on_written:
-            done()
-
-    def _prediction_row(self, p: Prediction, m: RawMessage, now: float) -> list[Any]:
-        numeric = {k: float(v) for k, v in p.features.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-        categorical = {k: canonical_class(v) for k, v in p.features.items() if v is not None}
-        return [
-            p.request_id, p.model, p.model_version, _seconds(window_start_ms(p.ts_ms, self.s.window_seconds)),
-            _seconds(p.ts_ms), p.prediction, p.score, p.confidence, p.latency_ms, numeric, categorical,
-            orjson.dumps(p.features).decode(), m.partition, m.offset, now,
-        ]
-
-    def _label_row(self, g: GroundTruth, m: RawMessage, now: float) -> list[Any]:
-        return [g.request_id, g.label, _seconds(g.ts_ms), g.model, g.model_version, m.partition, m.offset, now]
-
-    def _outcome_row(self, o: Outcome, partition: int, now: float, late: bool, behind: bool) -> list[Any]:
-        p, g = o.prediction, o.label
-        return [
-            p.request_id, p.model, p.model_version, _seconds(window_start_ms(p.ts_ms, self.s.window_seconds)),
-            _seconds(p.ts_ms), _seconds(g.ts_ms), p.prediction, g.label, int(o.correct), p.score, p.confidence,
-            p.latency_ms, orjson.dumps(p.features).decode(), partition, now, int(late), int(behind),
-        ]
 
     def _is_late(self, outcome: Outcome) -> bool:
         """Joined after its window became final: it still counts, and the window's late_labels says so."""
@@ -531,7 +410,7 @@ class Monitor:
                 alerts, baseline_set = self.decisions.on_stream_event(state, event, now_ms)
                 decided += alerts
                 if baseline_set:
-                    facts.references.append(self._reference_row(state))
+                    facts.references.append(self.window_figures.reference_row(state))
             if state.stream.released_ms != released_before:
                 facts.checkpoints.append([self.s.app_id, state.model, state.version, state.stream.released_ms,
                                           time.time()])
@@ -577,10 +456,10 @@ class Monitor:
             await self._announce(self._release(released, [(v.state, v.watermark_ms) for v in versions],
                                                int(self.clock() * 1000)))
             if released.alerts or released.checkpoints or released.references:
-                await self._queue_facts(released)
+                await self.facts.queue(released)
         plan = RefreshPlan(versions, self._progress_rows(), evaluates, self.counters.messages, self.watermark_ms,
                            releases_from_store=evaluates and not self.releases_per_batch)
-        self._open_facts = None  # facts of later batches are written after this refresh
+        self.facts.close_open()  # facts of later batches are written after this refresh
         self._refresh_queued = True
         await self.writer.submit(partial(self._refresh_job, plan))
         if wait:
@@ -603,11 +482,11 @@ class Monitor:
             targets: list[tuple[VersionRefresh, list[int]]] = []  # windows to compute, per version
             for v in plan.versions:
                 windows = set(v.windows)
-                if await self._ensure_reference(v.state):
+                if await self.window_figures.ensure_reference(v.state):
                     windows |= v.state.windows  # drift rows for every window, against the new reference
                 if windows:
                     targets.append((v, sorted(windows)))
-            metrics_rows, drift_rows = await self._compute(targets)
+            metrics_rows, drift_rows = await self.window_figures.compute(targets)
             await self.store.insert("window_metrics", metrics_rows)
             await self.store.insert("feature_drift", drift_rows)
             rows_written = True
@@ -686,34 +565,6 @@ class Monitor:
                 state.dirty.add(w)
         return newly_closed, newly_final
 
-    async def _ensure_reference(self, state: VersionState) -> bool:
-        """Without a reference file: the first closed window with >= MIN_LABELED predictions.
-        True when it was chosen now."""
-        if state.reference is not None or not state.closed:
-            return False
-        rows = await self.store.query(figures.predictions_per_window_sql(self.db, state.model, state.version))
-        chosen = next((int(w) for w, n in rows if int(n) >= self.s.min_labeled and int(w) in state.closed), None)
-        if chosen is None:
-            return False
-        raw = await self.store.query(figures.window_rows_sql(self.db, state.model, state.version, chosen))
-        reference_rows = ({**orjson.loads(f), "score": s, "prediction": p} for f, s, p in raw)
-        state.reference = build_reference(reference_rows, bins=self.s.psi_bins, source="window",
-                                          window_start_ms=chosen)
-        await self._save_reference(state)
-        log.info("Reference of %s %s: window %s (%d predictions)", state.model, state.version,
-                 rules.iso_ms(chosen), state.reference.rows)
-        return True
-
-    async def _save_reference(self, state: VersionState) -> None:
-        await self.store.insert("references", [self._reference_row(state)])
-
-    @staticmethod
-    def _reference_row(state: VersionState) -> list[Any]:
-        ref = state.reference
-        return [state.model, state.version, ref.source if ref else "none",
-                _seconds(ref.window_start_ms) if ref else None, state.baseline_accuracy,
-                _seconds(state.baseline_window_ms), time.time()]
-
     async def _release_from_store(self, plan: RefreshPlan, now_ms: int) -> None:
         """Several workers: the outcomes the others joined (stored before they reported the progress
         this plan's watermarks rest on) join this worker's streams, which are released to the plan."""
@@ -735,93 +586,6 @@ class Monitor:
         await self.store.insert("references", facts.references)
         await self._publish(decided)
         await self.store.insert("stream_checkpoints", facts.checkpoints)
-
-    async def _counts(self, groups: figures.Groups) -> dict[figures.Version, dict[int, figures.WindowCounts]]:
-        if not groups:
-            return {}
-        pred = await self.store.query(figures.prediction_counts_sql(self.db, groups, self.s.positive_label))
-        conf = await self.store.query(figures.confusion_sql(self.db, groups))
-        return figures.window_counts(pred, conf)
-
-    async def _compute(self, targets: list[tuple[VersionRefresh, list[int]]]) -> tuple[list[list[Any]], list[list[Any]]]:
-        """window_metrics and feature_drift rows of these windows, every version in the same few
-        queries (a query costs the engine about the same for one version as for all)."""
-        # Stamped before reading: of two workers' rows for a window, the newer one read the
-        # facts later, so the row that wins in window_metrics FINAL is never the staler one.
-        now = time.time()
-        groups = {(v.state.model, v.state.version): windows for v, windows in targets}
-        counts = await self._counts(groups)
-        metrics_rows = []
-        for v, windows in targets:
-            state = v.state
-            per_window = counts.get((state.model, state.version), {})
-            for w in windows:
-                c = per_window.get(w, figures.WindowCounts())
-                fig = classification_figures(c.confusion, self.s.positive_label, binary=v.binary)
-                state.last_figures[w] = (fig.labeled, fig.correct, fig.accuracy)
-                metrics_rows.append([
-                    state.model, state.version, _seconds(w), _seconds(window_end_ms(w, self.s.window_seconds)),
-                    c.predictions, fig.labeled, fig.correct, fig.accuracy, fig.precision, fig.recall, fig.f1,
-                    c.positives / c.predictions if c.predictions else None,
-                    float(c.confidence_sum / c.confidence_n) if c.confidence_n else None,
-                    v.rolling_accuracy, fig.labeled / c.predictions if c.predictions else None,
-                    int(w in state.final), now, c.late_labels,
-                ])
-        drift_rows = await self._drift_rows([(v.state, windows) for v, windows in targets], now)
-        return metrics_rows, drift_rows
-
-    async def _drift_rows(self, targets: list[tuple[VersionState, list[int]]], now: float) -> list[list[Any]]:
-        """PSI rows of these windows against each version's reference (versions without one have none)."""
-        refs: dict[figures.Version, Reference] = {(s.model, s.version): s.reference for s, _ in targets
-                                                   if s.reference is not None}
-        if not refs:
-            return []
-        groups = {(s.model, s.version): windows for s, windows in targets if (s.model, s.version) in refs}
-        subjects = {version: ref.drift_subjects for version, ref in refs.items()}
-        scores = {version: ref.score.edges for version, ref in refs.items() if ref.score is not None}
-        predicted = {version: groups[version] for version, ref in refs.items() if ref.prediction is not None}
-        numeric_rows: list[tuple] = []
-        categorical_rows: list[tuple] = []
-        for sql, out in ((figures.numeric_bins_sql(self.db, groups, subjects), numeric_rows),
-                         (figures.score_bins_sql(self.db, groups, scores), numeric_rows),
-                         (figures.categorical_values_sql(self.db, groups, subjects), categorical_rows),
-                         (figures.predicted_class_sql(self.db, predicted), categorical_rows)):
-            if sql:
-                out += await self.store.query(sql)
-        numeric, categorical = figures.by_version(numeric_rows), figures.by_version(categorical_rows)
-        rows = []
-        for state, windows in targets:
-            version = (state.model, state.version)
-            ref = refs.get(version)
-            if ref is None:
-                continue
-            counts = figures.bin_counts(ref.drift_subjects, numeric.get(version, []), categorical.get(version, []))
-            for w in windows:
-                per_subject = counts.get(w, {})
-                tested = [subject for subject in ref.drift_subjects if per_subject.get(subject) is not None
-                          and per_subject[subject].sum() > 0]
-                level = per_test_level(self.s.drift_false_alarm_rate, len(tested))
-                state.last_psi[w], state.last_drift[w] = {}, {}
-                for subject, sref in ref.drift_subjects.items():
-                    bins = per_subject.get(subject)
-                    n = int(bins.sum()) if bins is not None else 0
-                    value = psi(sref.shares, bins) if bins is not None else None
-                    band = psi_band(value, self.s.psi_warn, self.s.psi_alert)
-                    evidence = None
-                    if value is not None:
-                        state.last_psi[w][subject] = value
-                        test = homogeneity_test(np.rint(sref.shares * sref.n), bins)
-                        evidence = DriftEvidence(value, n, sref.n, test.statistic, test.dof, test.p_value, level,
-                                                 self.s.drift_false_alarm_rate)
-                        state.last_drift[w][subject] = evidence
-                    drifted = evidence is not None and value >= self.s.psi_warn and evidence.significant()
-                    rows.append([
-                        state.model, state.version, _seconds(w), _seconds(window_end_ms(w, self.s.window_seconds)),
-                        subject, sref.kind, value, n, int(drifted), band, ref.source, now,
-                        evidence.test if evidence else "", evidence.statistic if evidence else None,
-                        evidence.dof if evidence else 0, evidence.p_value if evidence else None,
-                    ])
-        return rows
 
     async def _publish(self, alerts_out: list[Alert]) -> None:
         """Store the alerts, then send them."""

@@ -16,8 +16,9 @@ import orjson
 
 from streams import figures
 from streams.alert_rules import Alert, AlertBook
+from streams.facts import label_row, prediction_row
 from streams.outcome_stream import TimedOutcome
-from streams.records import GroundTruth, Prediction, RawMessage
+from streams.records import GroundTruth, Prediction
 from streams.reference import build_reference
 from streams.windows import is_closed, is_final
 
@@ -111,16 +112,15 @@ class Recovery:
             f"confidence, latency_ms, features, kafka_partition FROM `{db}`.outcomes FINAL "
             f"WHERE {self._mine(sources, m.s.topic_predictions)} "
             f"AND request_id NOT IN (SELECT request_id FROM `{db}`.predictions)")
-        predictions = [m._prediction_row(
+        predictions = [prediction_row(
             Prediction(rid, model, version, int(ts), pred, score, conf, None, orjson.loads(feats), latency),
-            RawMessage(m.s.topic_predictions, int(partition), -1, None, None), now)
+            int(partition), -1, now, m.s.window_seconds)
             for rid, model, version, ts, pred, score, conf, latency, feats, partition in rows]
         rows = await m.store.query(
             "SELECT request_id, label, toUnixTimestamp64Milli(labeled_at), model, model_version, kafka_partition "
             f"FROM `{db}`.outcomes FINAL WHERE {self._mine(sources, m.s.topic_ground_truth)} "
             f"AND request_id NOT IN (SELECT request_id FROM `{db}`.labels)")
-        labels = [m._label_row(GroundTruth(rid, label, int(ts), model, version),
-                               RawMessage(m.s.topic_ground_truth, int(partition), -1, None, None), now)
+        labels = [label_row(GroundTruth(rid, label, int(ts), model, version), int(partition), -1, now)
                   for rid, label, ts, model, version, partition in rows]
         await m.store.insert("predictions", predictions)
         await m.store.insert("labels", labels)

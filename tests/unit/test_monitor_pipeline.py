@@ -93,10 +93,10 @@ async def _scenario() -> dict:
     await monitor.writer.submit(gate.wait)  # the writer is busy until the gate opens
     await process("a", _requests(0, 100, 1))  # 100 right
     await process("b", _requests(100, 100, 1))  # 100 right: waits with a's facts
-    out["merged_messages"] = monitor._open_facts.messages
+    out["merged_messages"] = monitor.facts.open.messages
     await monitor.refresh(wait=False)  # decided now: 200 labeled; computed after a's and b's facts
     await process("c", _requests(200, 300, 0))  # 300 wrong: ADWIN fires, the facts wait behind the refresh
-    out["own_write_messages"] = monitor._open_facts.messages
+    out["own_write_messages"] = monitor.facts.open.messages
     out["sent_while_held"] = list(outbox.sent)
     out["outcomes_while_held"] = await count("SELECT count() FROM monitoring.outcomes")
     out["acknowledged_while_held"] = list(acknowledged)

@@ -1,0 +1,68 @@
+"""What the worker keeps per model version, and what a refresh computes for one.
+
+One :class:`VersionState` per (model, model_version): its clocks, windows, reference and
+baseline, the event-time outcome stream (ADWIN, accuracy looks) and the last figures the
+alert rules read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from river import utils
+
+from streams.alert_rules import DriftEvidence
+from streams.outcome_stream import OutcomeStream
+from streams.reference import Reference
+from streams.watermark import Watermark
+
+
+def seconds(ms: int | None) -> float | None:
+    """Epoch milliseconds as epoch seconds, the form the store writes into DateTime64 columns."""
+    return None if ms is None else ms / 1000
+
+
+@dataclass
+class VersionState:
+    """Everything the monitor keeps per (model, model_version)."""
+
+    model: str
+    version: str
+    stream: OutcomeStream  # outcomes in event time: ADWIN and the accuracy looks (alert-deciding worker)
+    rolling: utils.Rolling
+    event_time: Watermark
+    watermark_ms: int = 0
+    evaluated_watermark: int = -1
+    classes: set[str] = field(default_factory=set)
+    reference: Reference | None = None
+    baseline_accuracy: float | None = None
+    baseline_window_ms: int | None = None
+    windows: set[int] = field(default_factory=set)
+    closed: set[int] = field(default_factory=set)
+    final: set[int] = field(default_factory=set)
+    dirty: set[int] = field(default_factory=set)
+    last_psi: dict[int, dict[str, float]] = field(default_factory=dict)
+    last_drift: dict[int, dict[str, DriftEvidence]] = field(default_factory=dict)
+    drift_clean: dict[str, int] = field(default_factory=dict)  # subject -> closed windows without drift in a row
+    last_figures: dict[int, tuple[int, int, float | None]] = field(default_factory=dict)
+    refreshed_watermark_ms: int = 0  # the watermark of the last rows written
+
+    @property
+    def binary(self) -> bool:
+        return len(self.classes) <= 2
+
+    def rolling_accuracy(self) -> float | None:
+        return self.rolling.get() if self.rolling.window else None  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class VersionRefresh:
+    """What a refresh computes for one model version, decided at one point of the input."""
+
+    state: VersionState
+    windows: frozenset[int]  # touched since the last refresh
+    newly_closed: list[int]
+    newly_final: list[int]
+    watermark_ms: int
+    binary: bool
+    rolling_accuracy: float | None
