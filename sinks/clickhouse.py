@@ -1,9 +1,17 @@
 """One ClickHouse store for the embedded engine (chDB) and servers, behind one small API.
 
-Every call runs on a single worker thread, off the event loop (chDB allows one
-engine per process and its client is not thread-safe). Writes retry with
+The monitor's own calls run on a single worker thread, off the event loop (chDB allows
+one engine per process and its client is not thread-safe). Writes retry with
 backoff while ClickHouse is unreachable, so no row is dropped: the caller awaits
 the write, which is what pauses consumption (backpressure) during an outage.
+
+Users' queries (``/query``, ``python -m sinks.query``, ``python -m sinks.mcp``) go
+through :func:`read_only`: one read statement (sinks/sql_guard.py), in a session of
+its own that ClickHouse keeps read-only, opened for that statement and closed after
+it, on a thread of their own. The embedded engine keeps the output of a failed
+request in its session and hands it out with the next answer of that session
+(``SELECT 1; DROP TABLE x`` refused, then ``SELECT 1 AS ok`` answered ``1`` twice);
+a session that never serves a second request cannot pass anything on.
 """
 
 from __future__ import annotations
@@ -25,10 +33,12 @@ import orjson
 from clickhouse_connect.driver.client import Client
 
 from sinks.schema import columns, create_statements
+from sinks.sql_guard import single_statement
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_DATABASE = "monitoring"
+READ_TIMEOUT_S = 60  # the longest a user's query may run in the embedded engine
 _JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -91,8 +101,11 @@ def open_client(target: Target, *, readonly: bool = False) -> Client:
             Path(target.embedded_path).mkdir(parents=True, exist_ok=True)
         client = clickhouse_connect.get_client(dsn=target.dsn)
         if readonly:
-            # A session-wide setting on a session of its own: per-query settings in the
-            # embedded engine are applied with SET and could leak into the writer.
+            # Session-wide settings on a session of its own (per-query settings in the
+            # embedded engine are applied with SET and could leak into the writer);
+            # readonly last: from then on the session cannot change any setting.
+            client.command(f"SET max_execution_time = {READ_TIMEOUT_S}")
+            client.command("SET allow_introspection_functions = 0")
             client.command("SET readonly = 1")
         return client
     return clickhouse_connect.get_client(
@@ -106,6 +119,57 @@ def open_client(target: Target, *, readonly: bool = False) -> Client:
         connect_timeout=5,
         send_receive_timeout=60,
     )
+
+
+class OpenError(ConnectionError):
+    """The store could not be opened for a user's query (e.g. another process holds the embedded one)."""
+
+
+@dataclass(frozen=True)
+class ReadAnswer:
+    """A user's query answered: column names, rows, and whether rows beyond ``max_rows`` were cut."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool = False
+
+    def to_json(self) -> bytes:
+        """``{"columns": [...], "rows": [[...]], "truncated": bool}``: what ``/query`` answers.
+        Times are ISO-8601 text, NaN is null, other values their JSON form or text."""
+        return orjson.dumps({"columns": self.columns, "rows": [list(r) for r in self.rows],
+                             "truncated": self.truncated},
+                            option=orjson.OPT_NAIVE_UTC | orjson.OPT_SERIALIZE_NUMPY, default=str)
+
+
+def read_only(target: Target, sql: str, *, max_rows: int | None = None) -> ReadAnswer:
+    """One user statement, checked by :func:`sinks.sql_guard.single_statement` (which raises
+    :class:`sinks.sql_guard.RefusedQuery` before anything reaches ClickHouse), run in a new
+    read-only session that is closed afterwards, whether the statement succeeded or not.
+
+    With ``max_rows``, rows are read block by block and reading stops after ``max_rows``
+    (``truncated`` says whether more were there)."""
+    statement = single_statement(sql)
+    if max_rows is not None and max_rows < 1:
+        raise ValueError(f"max_rows must be at least 1, got {max_rows}")
+    try:
+        client = open_client(target, readonly=True)
+    except Exception as err:
+        raise OpenError(f"cannot open {target.describe()}: {str(err).strip() or type(err).__name__}") from err
+    try:
+        settings = None if target.kind == "chdb" else {"readonly": 1}
+        if max_rows is None:
+            result = client.query(statement, settings=settings)
+            return ReadAnswer(list(result.column_names), list(result.result_rows))
+        rows: list[tuple[Any, ...]] = []
+        with client.query_row_block_stream(statement, settings=settings) as stream:
+            names = list(stream.source.column_names)
+            for block in stream:
+                rows.extend(tuple(r) for r in block)
+                if len(rows) > max_rows:
+                    break
+        return ReadAnswer(names, rows[:max_rows], len(rows) > max_rows)
+    finally:
+        client.close()
 
 
 class ClickHouseStore:
@@ -122,8 +186,9 @@ class ClickHouseStore:
         self.target = target
         self.database = target.database
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        # Users' queries wait on their own thread: a slow one never holds up the monitor's writes.
+        self._read_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-read")
         self._client: Client | None = None
-        self._reader: Client | None = None
         self._reader_lock = threading.Lock()
         self.retry_initial = retry_initial
         self.retry_max = retry_max
@@ -216,27 +281,36 @@ class ClickHouseStore:
         """A query of the monitor's own (retried like writes)."""
         return await self._with_retry("query", lambda: self._writer().query(sql).result_rows)
 
-    def readonly_query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """A user's query, in a session of its own that ClickHouse keeps read-only."""
+    def read(self, sql: str, *, max_rows: int | None = None) -> ReadAnswer:
+        """A user's query: one read statement in a read-only session of its own (:func:`read_only`)."""
         self._check_available()
         with self._reader_lock:
-            if self._reader is None:
-                self._reader = open_client(self.target, readonly=True)
-            result = self._reader.query(sql)
-            return list(result.column_names), list(result.result_rows)
+            return read_only(self.target, sql, max_rows=max_rows)
+
+    async def read_async(self, sql: str, *, max_rows: int | None = None) -> ReadAnswer:
+        """:meth:`read` on the users' thread, never queued behind (or ahead of) the monitor's writes."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_executor, lambda: self.read(sql, max_rows=max_rows))
+
+    def readonly_query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """:meth:`read` as (columns, rows)."""
+        answer = self.read(sql)
+        return answer.columns, answer.rows
 
     async def readonly_query_async(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        return await self._call(lambda: self.readonly_query(sql))
+        answer = await self.read_async(sql)
+        return answer.columns, answer.rows
 
     async def close(self) -> None:
         def shutdown() -> None:
-            for client in (self._reader, self._client):
-                if client is not None:
-                    try:
-                        client.close()
-                    except Exception:  # noqa: BLE001 - closing is best effort
-                        log.debug("closing a ClickHouse client failed", exc_info=True)
-            self._reader = self._client = None
+            if self._client is not None:
+                try:
+                    self._client.close()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    log.debug("closing a ClickHouse client failed", exc_info=True)
+            self._client = None
 
+        await asyncio.get_running_loop().run_in_executor(self._read_executor, lambda: None)  # queries under way end
+        self._read_executor.shutdown(wait=True)
         await self._call(shutdown)
         self._executor.shutdown(wait=True)

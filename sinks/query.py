@@ -3,8 +3,10 @@
 Against a ClickHouse server (CLICKHOUSE_URL=http...) the query goes straight to
 it. The embedded store can be opened by one process only, so while a worker runs
 the query goes through the worker's web port (``/query``), and with no worker the
-command opens the store itself. Every path is read-only by ClickHouse's own
-``readonly`` setting, not by inspecting the SQL.
+command opens the store itself. Every path takes one read statement per request
+(sinks/sql_guard.py: a second statement, ``file()``, ``url()`` or ``INTO OUTFILE`` is
+refused before anything is sent) and runs it in a session of its own under
+ClickHouse's ``readonly`` setting, the authority on writes.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import csv
 import io
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
 import orjson
 
-from sinks.clickhouse import parse_target
+from sinks.clickhouse import ReadAnswer, parse_target
+from sinks.sql_guard import RefusedQuery, single_statement
 from streams.settings import Settings, SettingsError, load_settings
 
 
@@ -27,10 +31,13 @@ class QueryError(Exception):
     """The query could not run; the message is one line for the user."""
 
 
-def via_worker(settings: Settings, sql: str, timeout: float = 60.0) -> tuple[list[str], list[list[Any]]] | None:
+def via_worker(settings: Settings, sql: str, timeout: float = 60.0,
+               max_rows: int | None = None) -> ReadAnswer | None:
     """Ask a running worker; None when no worker listens on the web port."""
     host = "127.0.0.1" if settings.web_host in {"0.0.0.0", "::"} else settings.web_host
     url = f"http://{host}:{settings.web_port}/query"
+    if max_rows is not None:
+        url += "?" + urllib.parse.urlencode({"max_rows": max_rows})
     request = urllib.request.Request(url, data=sql.encode("utf-8"), method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -43,39 +50,48 @@ def via_worker(settings: Settings, sql: str, timeout: float = 60.0) -> tuple[lis
         raise QueryError(message) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return None
-    return body["columns"], body["rows"]
+    return ReadAnswer(body["columns"], body["rows"], bool(body.get("truncated", False)))
 
 
-def direct(settings: Settings, sql: str) -> tuple[list[str], list[list[Any]]]:
-    from sinks.clickhouse import open_client
+def direct(settings: Settings, sql: str, max_rows: int | None = None) -> ReadAnswer:
+    from sinks.clickhouse import OpenError, read_only
 
     target = parse_target(settings.clickhouse_dsn())
     try:
-        client = open_client(target, readonly=True)
-    except Exception as err:  # noqa: BLE001 - turned into one line for the user
+        return read_only(target, sql, max_rows=max_rows)
+    except RefusedQuery as err:
+        raise QueryError(str(err)) from None
+    except OpenError as err:
         text = str(err).splitlines()[0]
         if "EmbeddedServer" in text or "BAD_ARGUMENTS" in text:
             raise QueryError(
                 f"the embedded store {target.embedded_path} is held by another process and no worker answers on "
                 f"{settings.web_host}:{settings.web_port}; set MONITOR_WEB_PORT to the worker's web port"
             ) from None
-        raise QueryError(f"cannot open {target.describe()}: {text}") from None
+        raise QueryError(text[:500]) from None
+    except Exception as err:  # noqa: BLE001 - turned into one line for the user
+        raise QueryError((str(err).strip().splitlines() or [type(err).__name__])[0][:500]) from None
+
+
+def run_read(settings: Settings, sql: str, max_rows: int | None = None) -> ReadAnswer:
+    """Route one read statement: a server directly, else the running worker, else the
+    embedded store. Refused (:class:`QueryError`) here already when it is not one read
+    statement, so that a refused request reaches no engine on any path."""
     try:
-        result = client.query(sql) if target.kind == "chdb" else client.query(sql, settings={"readonly": 1})
-    except Exception as err:  # noqa: BLE001
-        raise QueryError(str(err).splitlines()[0][:500]) from None
-    finally:
-        client.close()
-    return list(result.column_names), [list(r) for r in result.result_rows]
+        single_statement(sql)
+    except RefusedQuery as err:
+        raise QueryError(str(err)) from None
+    if parse_target(settings.clickhouse_dsn()).kind == "chdb":
+        answer = via_worker(settings, sql, max_rows=max_rows)
+        if answer is not None:
+            return answer
+    return direct(settings, sql, max_rows=max_rows)
 
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[list[Any]]]:
-    """Route the query: a server directly, else the running worker, else the embedded store."""
-    if parse_target(settings.clickhouse_dsn()).kind == "chdb":
-        answer = via_worker(settings, sql)
-        if answer is not None:
-            return answer
-    return direct(settings, sql)
+    """:func:`run_read` as (columns, rows)."""
+    answer = run_read(settings, sql)
+    return answer.columns, [list(r) for r in answer.rows]
 
 
 def _cell(value: Any) -> str:

@@ -223,22 +223,27 @@ async def track_revocation(sender: faust.App, revoked: set, **kwargs: object) ->
 
 @app.page("/query")
 class QueryView(faust.web.View):
-    """Read-only SQL for `python -m sinks.query` while the worker holds the embedded store."""
+    """Read-only SQL for `python -m sinks.query` and `python -m sinks.mcp` while the worker
+    holds the embedded store: one read statement per request (``sql`` parameter or the POST
+    body), optionally at most ``max_rows`` rows; answers ``{"columns", "rows", "truncated"}``
+    or 400 with ``{"error"}``."""
 
     async def get(self, request: faust.web.Request) -> faust.web.Response:
-        return await self._answer(request.query.get("sql", ""))
+        return await self._answer(request.query.get("sql", ""), request.query.get("max_rows"))
 
     async def post(self, request: faust.web.Request) -> faust.web.Response:
-        return await self._answer(await request.text())
+        return await self._answer(await request.text(), request.query.get("max_rows"))
 
-    async def _answer(self, sql: str) -> faust.web.Response:
+    async def _answer(self, sql: str, max_rows: str | None) -> faust.web.Response:
         if not sql.strip():
             return self.json({"error": "empty query"}, status=400)
+        if max_rows is not None and not (max_rows.isdigit() and int(max_rows) >= 1):
+            return self.json({"error": f"max_rows must be a whole number >= 1, got {max_rows[:40]!r}"}, status=400)
         try:
-            names, rows = await store.readonly_query_async(sql)
+            answer = await store.read_async(sql, max_rows=None if max_rows is None else int(max_rows))
         except Exception as err:  # noqa: BLE001 - the error goes back to the caller
             return self.json({"error": str(err).splitlines()[0][:500]}, status=400)
-        return Response(body=_json_rows(names, rows), content_type="application/json")
+        return Response(body=answer.to_json(), content_type="application/json")
 
 
 @app.page("/status")
@@ -267,10 +272,3 @@ async def status_page(web, request):  # type: ignore[no-untyped-def]
 async def metrics_page(web, request):  # type: ignore[no-untyped-def]
     """Prometheus metrics in the text exposition format (see streams.observability)."""
     return web.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-def _json_rows(names: list[str], rows: list[tuple]) -> bytes:
-    import orjson
-
-    return orjson.dumps({"columns": names, "rows": [list(r) for r in rows]},
-                        option=orjson.OPT_NAIVE_UTC | orjson.OPT_SERIALIZE_NUMPY, default=str)
