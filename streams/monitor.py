@@ -25,7 +25,6 @@ from river import metrics, utils
 
 from sinks.clickhouse import ClickHouseStore
 from sinks.writer import OrderedWriter
-from streams import figures
 from streams.alert_rules import Alert, AlertBook
 from streams.decisions import AlertDecisions, alert_rows
 from streams.facts import FactQueue, PendingFacts, label_row, outcome_row, prediction_row
@@ -35,7 +34,8 @@ from streams.outcome_stream import (
     TimedOutcome,
 )
 from streams.parsing import FUTURE_SKEW_MS, parse_ground_truth, parse_prediction
-from streams.progress import PARTITION_CLOCK, ForeignProgress, Source
+from streams.partitions import InputPartitions
+from streams.progress import PARTITION_CLOCK, Source
 from streams.records import Prediction, RawMessage, Rejection
 from streams.recovery import Recovery
 from streams.reference import ReferenceFile, load_reference_file
@@ -52,7 +52,6 @@ LOADED = 0.5  # share of the time spent processing batches from which the worker
 YIELD_EVERY = 500  # messages parsed between two chances for the event loop to run other tasks
 WRITE_DEPTH = 2  # batches waiting for ClickHouse before consumption pauses
 BATCH_MAX = 5000  # messages per batch handed to process_batch
-END_OF_INPUT_S = 2.0  # no input at all for this long, every partition read to its end: the input ended
 
 
 class Outbox(Protocol):
@@ -102,15 +101,11 @@ class Monitor:
         self.counters = Counters()
         self.watermark_ms = 0
         self.event_time = Watermark()
-        self.last_offset: dict[tuple[str, int], int] = {}
-        self.last_seen: dict[tuple[str, int], float] = {}  # monotonic time of each partition's last message
-        self.assigned_at: dict[tuple[str, int], float] = {}
-        self.partition_end: Callable[[tuple[str, int]], tuple[int | None, int | None]] = lambda source: (None, None)
+        self.partitions = InputPartitions(settings, store)
         self.refreshed_messages = 0  # messages processed before the last rows written
         self.refreshed_watermark_ms = 0
         self.first_message_at: float | None = None  # wall clock, for throughput measurements
         self.last_message_at: float | None = None
-        self._last_input: float | None = None  # monotonic time of the last batch
         self._processing_s = 0.0  # spent in process_batch since the last refresh
         self._last_batch_size = 0
         self.resume_after: dict[tuple[str, int], int] = {}
@@ -121,16 +116,37 @@ class Monitor:
         self._refresh_cost = 0.0
         self.facts = FactQueue(store, OrderedWriter(depth=WRITE_DEPTH), BATCH_MAX)
         self._refresh_queued = False
-        self._foreign: ForeignProgress | None = None  # what other workers reported, as of the last refresh
-        self.assigned: set[tuple[str, int]] = set()
-        # Every partition of the input topics (set by the app from Kafka's metadata). Those this
-        # worker does not read are read by others: their progress comes from the store.
-        self.input_partitions: set[tuple[str, int]] = set()
-        self._progress_written: dict[tuple[Source, tuple[str, str]], tuple[int, bool]] = {}
         self._evaluation_adopted = True  # False when this worker just became the one that evaluates alerts
-        self.unrecovered: set[tuple[str, int]] = set()  # assigned, memory not yet rebuilt from the store
         self.started = False
         self.lock = asyncio.Lock()
+
+    # The partitions' state, as the app and the tests see it.
+    @property
+    def input_partitions(self) -> set[Source]:
+        return self.partitions.input_partitions
+
+    @input_partitions.setter
+    def input_partitions(self, sources: set[Source]) -> None:
+        self.partitions.input_partitions = sources
+
+    @property
+    def partition_end(self) -> Callable[[Source], tuple[int | None, int | None]]:
+        return self.partitions.partition_end
+
+    @partition_end.setter
+    def partition_end(self, end: Callable[[Source], tuple[int | None, int | None]]) -> None:
+        self.partitions.partition_end = end
+
+    @property
+    def assigned(self) -> set[Source]:
+        return self.partitions.assigned
+
+    @property
+    def last_offset(self) -> dict[Source, int]:
+        return self.partitions.last_offset
+
+    def drained(self, source: Source) -> bool:
+        return self.partitions.drained(source)
 
     @property
     def writer(self) -> OrderedWriter:
@@ -157,14 +173,12 @@ class Monitor:
 
     @property
     def evaluates_alerts(self) -> bool:
-        """One worker of an app decides window alerts: the one reading partition 0 of the
-        predictions topic (every worker's figures are the same; one voice avoids repeats)."""
-        return not self.input_partitions or (self.s.topic_predictions, 0) in self.assigned
+        return self.partitions.evaluates_alerts
 
     def take_partitions(self, partitions: set[tuple[str, int]]) -> None:
         """A rebalance gave this worker these partitions: their memory is rebuilt from the
         store before the first of their messages is processed (see recover_partitions)."""
-        self.unrecovered |= {s for s in partitions if s[0] in self.s.input_topics and s not in self.assigned}
+        self.partitions.take(partitions)
         self.assign(partitions)
 
     async def recover_partitions(self) -> None:
@@ -175,8 +189,8 @@ class Monitor:
         back, whatever order Faust runs its rebalance callbacks and fetches in. All at
         once: a label's partition and its prediction's must be back together, or a label
         read first would wait beside a prediction restored after it without joining."""
-        if self.unrecovered:
-            todo, self.unrecovered = self.unrecovered, set()
+        if self.partitions.unrecovered:
+            todo, self.partitions.unrecovered = self.partitions.unrecovered, set()
             await Recovery(self).partitions(todo)
 
     async def close(self) -> None:
@@ -196,59 +210,12 @@ class Monitor:
         if elapsed >= REFRESH_INTERVAL_S and (not loaded or elapsed >= self._refresh_cost / REFRESH_SHARE):
             await self.refresh(wait=False)
 
-    def assign(self, partitions: set[tuple[str, int]], revoked: set[tuple[str, int]] = frozenset()) -> None:
-        """Partitions this worker reads: each holds the watermark back until it has spoken."""
-        now = time.monotonic()
-        clocks = [self.event_time, *(v.event_time for v in self.versions.values())]
+    def assign(self, partitions: set[Source], revoked: set[Source] = frozenset()) -> None:
+        """Partitions this worker reads: each holds every watermark back until it has spoken."""
         evaluated = self.evaluates_alerts
-        self.unrecovered -= revoked
-        for source in revoked:
-            self.assigned.discard(source)
-            for clock in clocks:
-                clock.forget(source)
-        self._progress_written = {k: v for k, v in self._progress_written.items() if k[0] not in revoked}
-        for source in partitions:
-            if source[0] in self.s.input_topics:
-                self.assigned.add(source)
-                self.assigned_at[source] = now
-                for clock in clocks:
-                    clock.register(source, now)
+        self.partitions.assign(partitions, revoked, [self.event_time, *(v.event_time for v in self.versions.values())])
         if self.evaluates_alerts and not evaluated:
             self._evaluation_adopted = False
-
-    def drained(self, source: tuple[str, int]) -> bool:
-        """May this partition stop holding the watermark back?
-
-        Only once it is caught up (everything up to its high watermark processed) *and* quiet:
-        it delivered nothing while the other partitions went on delivering for
-        MONITOR_IDLE_SECONDS, or no input came at all for END_OF_INPUT_S (every partition is
-        read to its end and silent: the input ended or paused, and live messages that come
-        after a pause are newer than those before it). A partition that merely
-        caught up keeps holding the watermark at its latest event: its next message may be
-        older than another partition's latest, and an outcome released before it arrives
-        would make the event-time order (and so ADWIN's alerts) depend on timing. Time
-        ClickHouse was down does not count (input was paused).
-        """
-        highwater, committed = self.partition_end(source)
-        last = self.last_offset.get(source)
-        if last is not None:
-            caught_up = highwater is not None and last + 1 >= highwater
-        else:
-            caught_up = highwater is not None and (highwater == 0 or (committed is not None
-                                                                     and committed >= highwater - 1))
-        now, patience = time.monotonic(), self.s.idle_partition_seconds
-        if self.store.outage_since is not None:
-            return False
-        spoke = max(self.last_seen.get(source, 0.0), self.assigned_at.get(source, 0.0), self.store.recovered_at)
-        latest_input = self._last_input or 0.0
-        if caught_up:
-            return (latest_input - spoke >= patience
-                    or now - max(spoke, latest_input) > min(patience, END_OF_INPUT_S))
-        if last is not None:
-            return False
-        # Nothing delivered yet although the partition may hold messages: hold back, but not for ever
-        # (a partition whose records were all deleted by retention never delivers anything).
-        return now - max(spoke, latest_input) > patience or (highwater is not None and now - spoke > 10 * patience)
 
     # -- per-version state ---------------------------------------------------
     def _new_stream(self) -> OutcomeStream:
@@ -259,7 +226,7 @@ class Monitor:
     def releases_per_batch(self) -> bool:
         """The alert-deciding worker reads every partition: it releases its outcome streams after
         each batch. With other workers, their outcomes come from the store, at refreshes."""
-        return self.evaluates_alerts and not (self.input_partitions - self.assigned)
+        return self.evaluates_alerts and self.partitions.reads_everything
 
     def version(self, model: str, version: str) -> VersionState:
         key = (model, version)
@@ -295,6 +262,7 @@ class Monitor:
         (backpressure during a ClickHouse outage).
         """
         started = time.monotonic()
+        partitions = self.partitions
         if self.first_message_at is None:
             self.first_message_at = time.time()
         await self.recover_partitions()
@@ -311,9 +279,10 @@ class Monitor:
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # let Faust go on fetching and buffering meanwhile
             self.counters.messages += 1
-            self.last_offset[(message.topic, message.partition)] = message.offset
-            self.last_seen[(message.topic, message.partition)] = started
-            if self.resume_after.get((message.topic, message.partition), -1) >= message.offset:
+            source = (message.topic, message.partition)
+            partitions.last_offset[source] = message.offset
+            partitions.last_seen[source] = started
+            if self.resume_after.get(source, -1) >= message.offset:
                 self.counters.replay_skipped += 1
                 continue
             value = message.value if message.value is not None else b""
@@ -368,7 +337,7 @@ class Monitor:
             await self._announce(self._release(facts, self._stream_watermarks(), now_ms))
         await self.facts.queue(facts)
         self.last_message_at = time.time()
-        self._last_input = time.monotonic()
+        partitions.last_input = time.monotonic()
         self._processing_s += time.monotonic() - started
         self._last_batch_size = len(batch)
         await self.refresh_if_due()
@@ -396,7 +365,7 @@ class Monitor:
 
     # -- the event-time outcome streams ------------------------------------------
     def _stream_watermarks(self) -> list[tuple[VersionState, int]]:
-        foreign = self._foreign_progress()
+        foreign = self.partitions.foreign_progress()
         return [(state, max(state.watermark_ms, state.event_time.value(
             self.drained, foreign.clock((state.model, state.version))))) for state in self.versions.values()]
 
@@ -435,7 +404,7 @@ class Monitor:
         await self.recover_partitions()
         await self._adopt_evaluation()
         evaluates = self.evaluates_alerts
-        foreign = self._foreign_progress()
+        foreign = self.partitions.foreign_progress()
         self.watermark_ms = max(self.watermark_ms, self.event_time.value(self.drained, foreign.clock()))
         expired_p, expired_g = self.join.expire(self.watermark_ms)
         self.counters.expired_predictions += len(expired_p)
@@ -457,7 +426,9 @@ class Monitor:
                                                int(self.clock() * 1000)))
             if released.alerts or released.checkpoints or released.references:
                 await self.facts.queue(released)
-        plan = RefreshPlan(versions, self._progress_rows(), evaluates, self.counters.messages, self.watermark_ms,
+        clocks = [(PARTITION_CLOCK, self.event_time), *(((v.model, v.version), v.event_time)
+                                                          for v in self.versions.values())]
+        plan = RefreshPlan(versions, self.partitions.progress_rows(clocks), evaluates, self.counters.messages, self.watermark_ms,
                            releases_from_store=evaluates and not self.releases_per_batch)
         self.facts.close_open()  # facts of later batches are written after this refresh
         self._refresh_queued = True
@@ -478,7 +449,7 @@ class Monitor:
         rows_written = False
         try:
             await self.store.insert("partition_progress", plan.progress_rows)
-            await self._read_foreign_progress()
+            await self.partitions.read_foreign_progress()
             targets: list[tuple[VersionRefresh, list[int]]] = []  # windows to compute, per version
             for v in plan.versions:
                 windows = set(v.windows)
@@ -509,48 +480,13 @@ class Monitor:
             if not rows_written:  # computed by the next refresh
                 for v in plan.versions:
                     v.state.dirty |= v.windows
-            self._progress_written.clear()  # reported again by the next refresh
+            self.partitions.forget_progress_written()  # reported again by the next refresh
             raise
         finally:
             self._refresh_queued = False
             self._processing_s = 0.0
             self._last_refresh = time.monotonic()
             self._refresh_cost = self._last_refresh - started
-
-    def _foreign_progress(self) -> ForeignProgress:
-        """The progress other workers last reported of the partitions this worker does not read
-        (one nobody reported holds the watermarks back)."""
-        others = self.input_partitions - self.assigned
-        if not others:
-            return ForeignProgress()
-        reported = self._foreign.reported if self._foreign is not None else {}
-        return ForeignProgress(frozenset(others), reported)
-
-    def _progress_rows(self) -> list[list[Any]]:
-        """Rows reporting the partitions this worker reads, where they changed. Written by the
-        refresh job after the facts they vouch for, so that another worker's watermark computed
-        from them never runs ahead of what the store holds."""
-        now = time.time()
-        rows = []
-        for source in sorted(self.assigned):
-            drained = self.drained(source)
-            clocks = [(PARTITION_CLOCK, self.event_time.max_ts.get(source, -1))]
-            clocks += [((v.model, v.version), v.event_time.max_ts[source])
-                       for v in self.versions.values() if source in v.event_time.max_ts]
-            for version, ts in clocks:
-                if self._progress_written.get((source, version)) != (ts, drained):
-                    self._progress_written[(source, version)] = (ts, drained)
-                    rows.append([self.s.app_id, source[0], source[1], version[0], version[1], ts, int(drained), now])
-        return rows
-
-    async def _read_foreign_progress(self) -> None:
-        """What the other workers of this app report of their partitions, for the next refresh."""
-        if not self.input_partitions - self.assigned:
-            return
-        reported = await self.store.query(
-            "SELECT topic, partition, model, model_version, max_event_ms, drained "
-            f"FROM `{self.db}`.partition_progress FINAL WHERE app_id = {figures.quote(self.s.app_id)}")
-        self._foreign = ForeignProgress.from_rows(reported, self.input_partitions)
 
     def _advance(self, state: VersionState) -> tuple[list[int], list[int]]:
         newly_closed, newly_final = [], []
@@ -568,7 +504,7 @@ class Monitor:
     async def _release_from_store(self, plan: RefreshPlan, now_ms: int) -> None:
         """Several workers: the outcomes the others joined (stored before they reported the progress
         this plan's watermarks rest on) join this worker's streams, which are released to the plan."""
-        foreign = sorted({p for _, p in self.input_partitions - self.assigned})
+        foreign = sorted({p for _, p in self.partitions.input_partitions - self.partitions.assigned})
         streams = {(v.state.model, v.state.version): v.state.stream for v in plan.versions}
         if foreign and streams:
             since = min(s.released_ms for s in streams.values())
