@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -213,7 +214,7 @@ class ClickHouseStore:
         while True:
             try:
                 self._check_available()
-                result = await self._call(fn)
+                result = await self._call(partial(self._writer_call, fn))
             except Exception as err:  # noqa: BLE001 - any failure is retried; rows stay held
                 self.failures += 1
                 failed = True
@@ -233,6 +234,21 @@ class ClickHouseStore:
                 if self.on_outage:
                     self.on_outage(False, "")
             return result
+
+    def _writer_call(self, fn: Callable[[], T]) -> T:
+        """``fn`` on the writer's session; after a failure the embedded engine's session is
+        replaced: it may hold what the failed call wrote before it failed, and would hand that
+        out with its next answer (the retry's)."""
+        try:
+            return fn()
+        except Exception:
+            if self.target.kind == "chdb" and self._client is not None:
+                client, self._client = self._client, None
+                try:
+                    client.close()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    log.debug("closing a failed ClickHouse session failed", exc_info=True)
+            raise
 
     def _check_available(self) -> None:
         if self.unavailable_until > time.monotonic():

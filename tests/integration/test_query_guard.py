@@ -104,6 +104,16 @@ def test_the_engine_session_hands_a_failed_requests_output_to_the_next_query(eng
     assert raw["SELECT currentDatabase() AS db"] == {"columns": ["db"], "rows": [["system"]]}
 
 
+def test_a_retried_query_of_the_monitor_answers_its_own_rows_only(engine):
+    """The writer's session too: the monitor retries a failed query, on a new session."""
+    failed, succeeded = engine["raw_rows"][0::2], engine["raw_rows"][1::2]
+    assert failed == [None] * 20
+    # The plain session: after a failure, the next answer carried the failed query's first blocks.
+    assert max(succeeded) > 300_000, succeeded
+    assert engine["own_failures"] >= 5  # the retry path ran (p = 1/2 per attempt, 20 queries)
+    assert engine["own_rows"] == [300_000] * 20
+
+
 def test_each_answer_belongs_to_its_own_query_only(engine):
     store = dict(engine["store"])
     assert "one statement per request" in store["SELECT 1; DROP TABLE monitoring.alerts"]["refused"]
@@ -178,6 +188,9 @@ def test_the_store_over_http_refuses_the_same(clickhouse_front):
 
 # --- the subprocess --------------------------------------------------------------------------------
 
+FAILS_LATE = "SELECT number FROM numbers(300000) WHERE throwIf(number = 250000) = 0"
+SUCCEEDS = "SELECT number FROM numbers(300000)"
+SOMETIMES_FAILS_LATE = "SELECT number FROM numbers(300000) WHERE throwIf(number = 250000 AND rand() % 2 = 0) = 0"
 RAW_SEQUENCE = [
     "SELECT 1; DROP TABLE monitoring.alerts", "SELECT 1 AS ok", "SELECT 1; SELECT 2",
     "SELECT number, throwIf(number = 900000) FROM numbers(1000000)", "SELECT 2 AS ok",
@@ -235,7 +248,26 @@ def _main(workdir: Path) -> dict:
         return result.column_names, result.result_rows
 
     raw_outcomes = [(sql, _outcome(lambda sql=sql: raw_query(sql))) for sql in RAW_SEQUENCE]
+    # The same query failing after its first blocks, then succeeding: the success has too many rows.
+    # (Whether a failed query's blocks were written before it failed depends on its threads: try 20 times.)
+    raw_rows = []
+    for _ in range(20):
+        for sql in (FAILS_LATE, SUCCEEDS):
+            try:
+                raw_rows.append(len(raw.query(sql).result_rows))
+            except Exception:  # noqa: BLE001
+                raw_rows.append(None)
     raw.close()
+
+    # The monitor's own queries are retried after a failure: a query failing half of the time
+    # after its first blocks must still answer exactly its own rows when it succeeds.
+    store.retry_initial = store.retry_max = 0.01
+
+    async def own() -> list[int]:
+        return [len(await store.query(SOMETIMES_FAILS_LATE)) for _ in range(20)]
+
+    own_rows = asyncio.run(own())
+    own_failures = store.failures
 
     store_outcomes = [(sql, _outcome(lambda sql=sql: store.read(sql))) for sql in RAW_SEQUENCE]
     extra = [
@@ -280,7 +312,8 @@ def _main(workdir: Path) -> dict:
         if engine_multi and accepted:
             let_through.append(sql)
     parser.close()
-    return {"raw": raw_outcomes, "store": store_outcomes, "markers": markers, "markers_ok": markers_ok,
+    return {"raw": raw_outcomes, "raw_rows": raw_rows, "own_rows": own_rows, "own_failures": own_failures,
+            "store": store_outcomes, "markers": markers, "markers_ok": markers_ok,
             "tables": tables, "differential": {"let_through": let_through, "multi": multi,
                                                "accepted_single": accepted_single}}
 
