@@ -65,6 +65,7 @@ from benchmarks.common import (
     produce_messages,
     read_rate,
     wait_read,
+    wait_up,
     worker_query,
     write_section,
 )
@@ -237,18 +238,6 @@ def max_rate(bootstrap: str, data: Path, events: int, env: dict[str, Any], plan:
         rate = read_rate(wait_read(run, len(messages), "maximum-rate worker"))
     log(f"maximum rate on a backlog of {len(messages):,} events: {rate:,.0f} events/s (load {load_average()})")
     return rate
-
-
-def wait_up(run: WorkerRun, settle: float = 3.0) -> None:
-    """Until the process answers /status (the worker: its monitor started), then ``settle`` s for the group join."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        status = run.status()
-        if status and status.get("started", True):
-            time.sleep(settle)
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"{run.app_module} did not start:\n{run.log_tail()}")
 
 
 def live(broker: Broker, data: Path, plan: Plan, env: dict[str, Any], poll: float, warmup: float,

@@ -248,3 +248,23 @@ def stream_accuracy_alerts(outcomes: list[tuple[int, str, int, bool]], *, waterm
         if baseline is not None and position > baseline_from:
             observe("accuracy_drop", drop, w)
     return out
+
+
+SCENARIO_NOT_FEATURES = {"request_id", "timestamp", "model", "model_version", "prediction", "actual_label",
+                         "actual_timestamp", "latency_ms", "score"}
+
+
+def scenario_events(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The prediction and label events the replay sends for each row of a built-in scenario."""
+    predictions, labels = [], []
+    for row in rows:
+        features = {k: v for k, v in row.items()
+                    if k not in SCENARIO_NOT_FEATURES and not k.startswith("prediction_prob")}
+        predictions.append({"request_id": row["request_id"], "model": row["model"],
+                            "model_version": row["model_version"], "timestamp": row["timestamp"],
+                            "prediction": row["prediction"], "score": row["prediction_probability_1"],
+                            "features": features})
+        if row["actual_label"] is not None:
+            labels.append({"request_id": row["request_id"], "label": row["actual_label"],
+                           "timestamp": row["actual_timestamp"]})
+    return predictions, labels

@@ -25,13 +25,17 @@ def snapshot(run: WorkerRun) -> dict[str, list[tuple]]:
     return {name: run.query(sql) for name, sql in QUERIES.items()}
 
 
-def replay_scenarios(bootstrap: str, tag: str, rows: dict[str, int]) -> tuple[dict[str, str], int]:
-    """Built-in scenarios (name -> rows) through the replay producer into fresh topics: (topics, events)."""
+def replay_scenarios(bootstrap: str, tag: str, rows: dict[str, int],
+                     partitions: int | None = None) -> tuple[dict[str, str], int]:
+    """Built-in scenarios (name -> rows) through the replay producer into fresh topics (of
+    ``partitions`` partitions, else the default): (topics, events)."""
     from producers.replay import replay
     from producers.scenarios import generate
     from streams.settings import load_settings
 
     topics = unique_topics(tag)
+    if partitions is not None:
+        topics["TOPIC_PARTITIONS"] = str(partitions)
     settings = load_settings({**topics, "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
     total = 0
     for name, count in rows.items():

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.figures_snapshot import comparison_env, snapshot
-from tests.kafka_helpers import unique_topics
+from tests.figures_snapshot import comparison_env, replay_scenarios, snapshot
 from tests.worker_harness import WorkerRun
 
 pytestmark = pytest.mark.integration
@@ -20,23 +19,8 @@ pytestmark = pytest.mark.integration
 ROWS = {"degradation": 6000, "feature-drift": 6000}
 
 
-def _replayed(bootstrap: str, partitions: int) -> tuple[dict[str, str], int]:
-    from producers.replay import replay
-    from producers.scenarios import generate
-    from streams.settings import load_settings
-
-    topics = {**unique_topics(f"determinism-{partitions}"), "TOPIC_PARTITIONS": str(partitions)}
-    settings = load_settings({**topics, "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
-    total = 0
-    for name, count in ROWS.items():
-        result = replay(enumerate(generate(name, rows=count).rows, start=1), settings)
-        assert result.ok
-        total += result.events
-    return topics, total
-
-
 def _run(bootstrap: str, partitions: int, workdir) -> dict[str, list[tuple]]:
-    topics, total = _replayed(bootstrap, partitions)
+    topics, total = replay_scenarios(bootstrap, f"determinism-{partitions}", ROWS, partitions)
     run = WorkerRun(comparison_env(bootstrap, topics, workdir), workdir)
     run.start().wait_until_settled(total)
     assert run.stop() == 0, run.log_tail()

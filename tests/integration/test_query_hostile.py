@@ -30,8 +30,6 @@ pytestmark = pytest.mark.integration
 GRACE = 43_200
 SPEED = 4000
 BINS = 10
-NOT_FEATURES = {"request_id", "timestamp", "model", "model_version", "prediction", "actual_label",
-                "actual_timestamp", "latency_ms", "score"}
 TABLES = ["alerts", "checkpoints", "feature_drift", "labels", "outcomes", "partition_progress", "predictions",
           "references", "stream_checkpoints", "window_metrics"]
 
@@ -109,21 +107,6 @@ class Hammer(threading.Thread):
             i += 1
 
 
-def _events(rows: list[dict]) -> tuple[list[dict], list[dict]]:
-    """The events the replay sends for each row, in the shape tests/expected.py reads."""
-    predictions, labels = [], []
-    for row in rows:
-        features = {k: v for k, v in row.items() if k not in NOT_FEATURES and not k.startswith("prediction_prob")}
-        predictions.append({"request_id": row["request_id"], "model": row["model"],
-                            "model_version": row["model_version"], "timestamp": row["timestamp"],
-                            "prediction": row["prediction"], "score": row["prediction_probability_1"],
-                            "features": features})
-        if row["actual_label"] is not None:
-            labels.append({"request_id": row["request_id"], "label": row["actual_label"],
-                           "timestamp": row["actual_timestamp"]})
-    return predictions, labels
-
-
 @pytest.fixture(scope="module")
 def hammered(broker, tmp_path_factory):
     from producers.replay import replay
@@ -188,7 +171,7 @@ def test_window_figures_are_exactly_the_scenarios(hammered):
 
 def test_psi_equals_numpy(hammered):
     run, s = hammered["run"], hammered["scenario"]
-    predictions, labels = _events(s.rows)
+    predictions, labels = expected.scenario_events(s.rows)
     want = expected.figures(predictions, labels, window_seconds=3600, ttl_seconds=604_800)
     got = {(r[0], r[1]): r[2] for r in run.query(
         "SELECT toUnixTimestamp64Milli(window_start), feature, psi FROM monitoring.feature_drift FINAL")}
@@ -204,7 +187,7 @@ def test_psi_equals_numpy(hammered):
 
 def test_alerts_are_exactly_those_of_the_rules(hammered):
     run, s = hammered["run"], hammered["scenario"]
-    predictions, labels = _events(s.rows)
+    predictions, labels = expected.scenario_events(s.rows)
     want = expected.figures(predictions, labels, window_seconds=3600, ttl_seconds=604_800)
     rows = run.query("SELECT type, subject, status, toUnixTimestamp64Milli(window_start) FROM monitoring.alerts FINAL")
     # Accuracy: the event-time rules on the scenario's outcomes.

@@ -22,23 +22,6 @@ pytestmark = pytest.mark.integration
 SCENARIOS = ("stable", "degradation", "feature-drift", "sudden-drift")
 GRACE = 43_200
 BINS = 10
-NOT_FEATURES = {"request_id", "timestamp", "model", "model_version", "prediction", "actual_label",
-                "actual_timestamp", "latency_ms", "score"}
-
-
-def _events(rows: list[dict]) -> tuple[list[dict], list[dict]]:
-    """The events the replay sends for each row, in the shape tests/expected.py reads."""
-    predictions, labels = [], []
-    for row in rows:
-        features = {k: v for k, v in row.items() if k not in NOT_FEATURES and not k.startswith("prediction_prob")}
-        predictions.append({"request_id": row["request_id"], "model": row["model"],
-                            "model_version": row["model_version"], "timestamp": row["timestamp"],
-                            "prediction": row["prediction"], "score": row["prediction_probability_1"],
-                            "features": features})
-        if row["actual_label"] is not None:
-            labels.append({"request_id": row["request_id"], "label": row["actual_label"],
-                           "timestamp": row["actual_timestamp"]})
-    return predictions, labels
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +54,7 @@ def scenarios_run(broker, tmp_path_factory):
 
 
 def _figures(s):
-    predictions, labels = _events(s.rows)
+    predictions, labels = expected.scenario_events(s.rows)
     return expected.figures(predictions, labels, window_seconds=3600, ttl_seconds=604_800)
 
 
@@ -133,7 +116,7 @@ def _psi(counts) -> float:
 
 def _accuracy_transitions(s, reference_accuracy: float) -> list[tuple[str, str, int]]:
     """The accuracy alerts of the event-time rules on the scenario's outcomes."""
-    predictions, labels = _events(s.rows)
+    predictions, labels = expected.scenario_events(s.rows)
     first_pred, first_label = {}, {}
     for p in predictions:
         first_pred.setdefault(p["request_id"], p)
