@@ -1,11 +1,15 @@
-"""The monitor: one batch of raw messages in, facts, figures and alerts out.
+"""The coordinator: one batch of raw messages in, facts, figures and alerts out.
 
-Read top to bottom for one request: ``process_batch`` parses each message (bad
-ones to the DLQ), joins prediction and label (:mod:`streams.join`), feeds each
-outcome to ADWIN and the rolling accuracy, and writes the facts; ``refresh``
-recomputes the windows those facts touched (:mod:`streams.figures`), writes
-window_metrics and feature_drift rows, and evaluates the alert rules when a
-window closes (drift) or becomes final (accuracy).
+A batch goes down through the stages, each a module of its own (README, "How the worker
+is built"): ``process_batch`` parses each message (bad ones to the DLQ,
+:mod:`streams.parsing`), joins prediction and label (:mod:`streams.join`), hands each
+outcome to its version's event-time stream (:mod:`streams.outcome_stream`), releases the
+streams up to the watermarks (:mod:`streams.partitions`) so that the alert-deciding stage
+(:mod:`streams.decisions`) turns ADWIN cuts and accuracy looks into alerts, and queues the
+facts (:mod:`streams.facts`). ``refresh`` plans, at one point of the input, which windows
+close or become final; its job, run by the fact writer after the facts before that point,
+recomputes the touched windows (:mod:`streams.window_figures`) and decides the drift of the
+windows that closed. :mod:`streams.recovery` rebuilds all of it after a restart.
 
 Kafka and ClickHouse stay outside: the monitor gets a store and an outbox, so
 the Faust wiring in :mod:`streams.app` stays thin.
