@@ -420,9 +420,9 @@ class Monitor:
         for state in list(self.versions.values()):
             clock = foreign.clock((state.model, state.version))
             state.watermark_ms = max(state.watermark_ms, state.event_time.value(self.drained, clock))
-            newly_closed, newly_final = self._advance(state)
+            newly_closed = self._advance(state)
             touched, state.dirty = frozenset(state.dirty), set()
-            versions.append(VersionRefresh(state, touched, newly_closed, newly_final, state.watermark_ms,
+            versions.append(VersionRefresh(state, touched, newly_closed, state.watermark_ms,
                                            state.binary, state.rolling_accuracy()))
         if self.releases_per_batch:  # the watermarks may have moved since the last batch
             released = PendingFacts()
@@ -492,8 +492,10 @@ class Monitor:
             self._last_refresh = time.monotonic()
             self._refresh_cost = self._last_refresh - started
 
-    def _advance(self, state: VersionState) -> tuple[list[int], list[int]]:
-        newly_closed, newly_final = [], []
+    def _advance(self, state: VersionState) -> list[int]:
+        """Windows that close (returned: their drift is decided) or become final (their rows say so)
+        as the version's watermark moves."""
+        newly_closed = []
         for w in sorted(state.windows - state.final):
             if w not in state.closed and is_closed(w, state.watermark_ms, self.s.window_seconds):
                 state.closed.add(w)
@@ -501,9 +503,8 @@ class Monitor:
                 state.dirty.add(w)
             if is_final(w, state.watermark_ms, self.s.window_seconds, self.s.label_grace_seconds):
                 state.final.add(w)
-                newly_final.append(w)
                 state.dirty.add(w)
-        return newly_closed, newly_final
+        return newly_closed
 
     async def _release_from_store(self, plan: RefreshPlan, now_ms: int) -> None:
         """Several workers: the outcomes the others joined (stored before they reported the progress

@@ -62,7 +62,6 @@ class VersionRefresh:
     state: VersionState
     windows: frozenset[int]  # touched since the last refresh
     newly_closed: list[int]
-    newly_final: list[int]
     watermark_ms: int
     binary: bool
     rolling_accuracy: float | None
