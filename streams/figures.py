@@ -105,20 +105,27 @@ def _edges(values: np.ndarray) -> str:
 
 def numeric_bins_sql(db: str, groups: Groups, subjects: Mapping[Version, Mapping[str, FeatureReference]]) -> str | None:
     """Per version, window, numeric feature and bin: count of values (bin = number of edges
-    strictly below x), each version against its own reference's edges."""
+    strictly below x), each version against its own reference's edges.
+
+    The edges are a small table of (model, model_version, feature, edges) joined by key to
+    the features' values: looked up in one literal map instead, the engine copies the whole
+    map for every value it reads (at 100 features, 5 s and 2 GB for 4,000 predictions)."""
     features = {version: {k: v for k, v in refs.items() if isinstance(v, NumericReference) and not k.startswith("__")}
                 for version, refs in subjects.items()}
     features = {version: refs for version, refs in features.items() if refs and version in groups}
     if not features:
         return None
-    edges = _per_version({version: "map(" + ", ".join(f"{quote(k)}, {_edges(v.edges)}" for k, v in refs.items()) + ")"
-                          for version, refs in features.items()})
+    edges = ", ".join(f"({quote(model)}, {quote(version)}, {quote(k)}, {_edges(ref.edges)})"
+                      for (model, version), refs in sorted(features.items()) for k, ref in refs.items())
     return (
-        f"SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS w, k, "
-        f"arrayCount(e -> e < v, {edges}[model][model_version][k]) AS bin, count() "
+        "SELECT p.model, p.model_version, p.w, p.k, arrayCount(e -> e < p.v, r.edges) AS bin, count() "
+        "FROM (SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS w, k, v "
         f"FROM `{db}`.predictions FINAL ARRAY JOIN mapKeys(num_features) AS k, mapValues(num_features) AS v "
-        f"WHERE {_groups_filter({version: groups[version] for version in features})} "
-        f"AND mapContains({edges}[model][model_version], k) GROUP BY model, model_version, w, k, bin"
+        f"WHERE {_groups_filter({version: groups[version] for version in features})}) AS p "
+        "INNER JOIN (SELECT ref.1 AS model, ref.2 AS model_version, ref.3 AS k, ref.4 AS edges "
+        f"FROM system.one ARRAY JOIN [{edges}] AS ref) AS r "
+        "ON p.model = r.model AND p.model_version = r.model_version AND p.k = r.k "
+        "GROUP BY p.model, p.model_version, p.w, p.k, bin"
     )
 
 

@@ -45,8 +45,8 @@ def test_per_version_queries_read_each_version_against_its_own_reference():
     assert sql is not None
     # v3 has a reference but nothing to compute; the score and categorical subjects are not numeric features
     assert "'v3'" not in sql and "'__score__'" not in sql and "'c'" not in sql
-    assert ("map('m', map('v\\'2', map('x', CAST([10.0] AS Array(Float64))), "
-            "'v1', map('x', CAST([1.0, 2.0] AS Array(Float64)))))[model][model_version][k]") in sql
+    assert ("ARRAY JOIN [('m', 'v\\'2', 'x', CAST([10.0] AS Array(Float64))), "
+            "('m', 'v1', 'x', CAST([1.0, 2.0] AS Array(Float64)))] AS ref") in sql
     assert ("(model, model_version, window_start) IN (('m', 'v\\'2', fromUnixTimestamp64Milli(toInt64(0), 'UTC')), "
             "('m', 'v1', fromUnixTimestamp64Milli(toInt64(0), 'UTC')), "
             "('m', 'v1', fromUnixTimestamp64Milli(toInt64(1000), 'UTC')))") in sql
