@@ -18,8 +18,8 @@ import orjson
 
 from sinks.clickhouse import ClickHouseStore
 from sinks.writer import OrderedWriter
-from streams.canonical import canonical_class
 from streams.join import Outcome
+from streams.parsing import feature_columns_json
 from streams.records import GroundTruth, Prediction
 from streams.versions import seconds
 from streams.windows import window_start_ms
@@ -56,12 +56,11 @@ class PendingFacts:
 
 
 def prediction_row(p: Prediction, partition: int, offset: int, now: float, window_seconds: int) -> list[Any]:
-    numeric = {k: float(v) for k, v in p.features.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    categorical = {k: canonical_class(v) for k, v in p.features.items() if v is not None}
+    numeric, categorical = feature_columns_json(p.features)  # the maps' JSON, as the insert would write them
     return [
         p.request_id, p.model, p.model_version, seconds(window_start_ms(p.ts_ms, window_seconds)),
-        seconds(p.ts_ms), p.prediction, p.score, p.confidence, p.latency_ms, numeric, categorical,
-        orjson.dumps(p.features).decode(), partition, offset, now,
+        seconds(p.ts_ms), p.prediction, p.score, p.confidence, p.latency_ms, orjson.Fragment(numeric),
+        orjson.Fragment(categorical), orjson.dumps(p.features).decode(), partition, offset, now,
     ]
 
 

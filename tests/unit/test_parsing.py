@@ -411,3 +411,118 @@ def test_valid_events_parse_to_what_was_sent(event):
     assert result.features == event.get("features", {})
     if "score" in event:
         assert result.score == event["score"] and result.confidence == max(event["score"], 1 - event["score"])
+
+
+# --- wide feature sets: the checks and columns that run per feature -----------------------
+
+from itertools import chain  # noqa: E402
+
+from streams import parsing  # noqa: E402
+from streams.canonical import canonical_class  # noqa: E402
+from streams.parsing import feature_columns, feature_columns_json  # noqa: E402
+
+feature_names = st.text(max_size=3) | st.sampled_from(["", "n" * 200, "n" * 201])
+feature_values = (st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+                  | st.text(max_size=5) | st.sampled_from(["s" * 1000, "s" * 1001]) | st.lists(st.booleans(), max_size=2)
+                  | st.dictionaries(st.text(max_size=2), st.booleans(), max_size=1))
+
+
+def _one_by_one(raw: dict[str, Any]) -> str | None:
+    """The rejection reason of the entry-by-entry check alone (None: accepted)."""
+    for name, value in raw.items():
+        if not 1 <= len(name) <= parsing.MAX_NAME_CHARS:
+            return "invalid_value"
+        if isinstance(value, str) and len(value) > parsing.MAX_STRING_VALUE_CHARS:
+            return "invalid_value"
+        if not (value is None or isinstance(value, bool | int | float | str)):
+            return "wrong_type"
+    return None
+
+
+@FAST
+@given(raw=st.dictionaries(feature_names, feature_values, max_size=8))
+def test_the_whole_feature_set_check_accepts_exactly_what_the_entry_by_entry_check_does(raw):
+    assert parsing._plain_features(raw) == (_one_by_one(raw) is None)
+    result = parse_prediction(prediction(features=raw))
+    if _one_by_one(raw) is None:
+        assert isinstance(result, Prediction) and result.features == raw
+    else:
+        assert rejected(result) == _one_by_one(raw)
+
+
+def _general_columns(features: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    numeric = {k: float(v) for k, v in features.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    categorical = {k: canonical_class(v) for k, v in features.items() if v is not None}
+    return numeric, categorical
+
+
+def _typed(mapping: dict[str, Any]) -> list[tuple[str, type, str]]:
+    return [(k, type(v), repr(v)) for k, v in mapping.items()]
+
+
+class Money(float):
+    """A float subclass: not a type the parser produces, so it takes the general expressions."""
+
+
+column_values = (st.none() | st.booleans() | st.integers() | st.integers(-(2**63), 2**64 - 1) | st.floats()
+                 | st.floats(-1e-3, 1e-3) | st.integers(-(10**6), 10**6).map(float)
+                 | st.integers(-(10**8), 10**8).map(lambda m: m / 100)
+                 | st.sampled_from([-0.0, 0.0, 1e-4, -1e-4, 9.99e-5, 1e16, 1e16 + 2, 2.0**53 + 2, 1.5e-7, 1e300,
+                                    2.0**1023 * 1.5, 2**1100, -(2**1030), 10.00001, 100.0])
+                 | st.floats().map(Money) | st.text(max_size=4))
+
+
+@FAST
+@given(features=st.integers(0, 40).flatmap(
+    lambda n: st.dictionaries(st.text(min_size=1, max_size=4), column_values, min_size=n, max_size=n)))
+def test_feature_columns_equal_the_general_expressions_with_the_same_types_and_errors(features):
+    try:
+        want = _general_columns(features)
+    except (ValueError, OverflowError) as err:
+        with pytest.raises(type(err)):
+            feature_columns(features)
+        return
+    got = feature_columns(features)
+    assert got == want
+    assert list(chain(*map(_typed, got))) == list(chain(*map(_typed, want)))
+
+
+json_names = st.text(max_size=4) | st.sampled_from(['"', "\\", '","', '":"', "\u00e9", "\U0001f600", ",", "\n"])
+
+
+@FAST
+@given(features=st.integers(0, 40).flatmap(
+    lambda n: st.dictionaries(json_names, column_values, min_size=n, max_size=n)))
+def test_feature_columns_json_is_orjson_of_the_general_maps_byte_for_byte(features):
+    """What the predictions row sends to ClickHouse for num_features and cat_features is exactly
+    what serialising the general maps gave (so every stored value stays the same)."""
+    try:
+        want = tuple(orjson.dumps(m) for m in _general_columns(features))
+    except (ValueError, OverflowError, TypeError) as err:
+        with pytest.raises(type(err)):
+            feature_columns_json(features)
+        return
+    assert feature_columns_json(features) == want
+    assert feature_columns_json(features) == want  # again, from the cached layout
+
+
+@pytest.mark.parametrize("width", [3, 16, 300])
+def test_feature_columns_of_a_wide_prediction(width):
+    """Many features take the path from texts: the same bytes, whatever the mix of types."""
+    features = {f"f{i}": [round(0.37 * i, 2), i, i * 1e-5, float(i), -0.0, f"c{i}", None, i % 2 == 0][i % 8]
+                for i in range(width)}
+    assert feature_columns(features) == _general_columns(features)
+    assert feature_columns_json(features) == tuple(orjson.dumps(m) for m in _general_columns(features))
+
+
+def test_the_predictions_row_encodes_to_the_same_bytes_as_with_the_maps():
+    from sinks.clickhouse import _JSON_OPTIONS, _json_default
+    from streams.facts import prediction_row
+
+    features = {**{f"n{i}": [0.25 * i, i, float(i), None][i % 4] for i in range(40)}, "plan": 'p"ro', "vip": True}
+    p = Prediction("r1", "m", "v1", T0, "1", 0.8, 0.8, None, features, 12.0)
+    row = prediction_row(p, 3, 17, 1_767_225_600.5, 3600)
+    numeric, categorical = _general_columns(features)
+    old = [*row[:9], numeric, categorical, *row[11:]]
+    assert orjson.dumps(row, default=_json_default, option=_JSON_OPTIONS) == \
+        orjson.dumps(old, default=_json_default, option=_JSON_OPTIONS)
