@@ -28,7 +28,11 @@ import struct
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import add, truediv
 from typing import Any, Final, Generic, TypeVar, overload
+
+import numpy as np
 
 from streams.records import GroundTruth, Prediction
 
@@ -197,14 +201,142 @@ class _Shape:
     by_100: tuple[int, ...]
     strings: tuple[int, ...]
     nones: tuple[int, ...]
+    wide: bool = False  # the features are not in ``codes``: they follow in the wide form (_encode_wide)
 
     @classmethod
-    def of(cls, codes: str, score_names: tuple[str, ...] | None, feature_names: tuple[str, ...]) -> _Shape:
+    def of(cls, codes: str, score_names: tuple[str, ...] | None, feature_names: tuple[str, ...],
+           wide: bool = False) -> _Shape:
         def where(chars: str) -> tuple[int, ...]:
             return tuple(i for i, c in enumerate(codes) if c in chars)
 
         fixed = struct.Struct("<" + "".join(_FORMAT[c] for c in codes))
-        return cls(codes, score_names, feature_names, fixed, where("AE"), where("BF"), where("sS"), where("n"))
+        return cls(codes, score_names, feature_names, fixed, where("AE"), where("BF"), where("sS"), where("n"), wide)
+
+
+# --- the wide form: many features, each value with its own code -------------------------
+#
+# A shape holds the code of every value, so with many features whose values change code
+# (a price above 327.67 takes 4 bytes, below 2; a count passes 127) nearly every prediction
+# makes a new shape: at 300 such features the shape tables filled after a few thousand
+# predictions and the rest waited as objects, about 20 KB each. A feature set that needs more
+# than SHAPES_PER_FEATURE_SET shapes therefore goes to the wide form: each value's code (the
+# same codes and exactness as _encode_values) travels in the entry, 4 bits a value, the values
+# follow grouped by code, and the shape is the feature names alone.
+
+WIDE_FEATURES = 16
+SHAPES_PER_FEATURE_SET = 16
+"""A set of WIDE_FEATURES or more feature names that needs more shapes than this goes to the
+wide form (values that keep changing code); until then its predictions pack as any other."""
+_W_NONE, _W_FALSE, _W_TRUE, _W_STR8, _W_STR16 = 0, 1, 2, 3, 4
+_W_I8, _W_I16, _W_I32, _W_I64 = 5, 6, 7, 8
+_W_A, _W_B, _W_E, _W_F, _W_D = 9, 10, 11, 12, 13  # float = m / 10_000 (2, 4 bytes), m / 100 (2, 4), float64
+_W_CODES = 14
+_W_FORMAT: Final = ("", "", "", "B", "H", "b", "h", "i", "q", "h", "h", "i", "i", "d")  # struct item of each code
+_W_DIVISOR: Final = {_W_A: 10_000.0, _W_B: 100.0, _W_E: 10_000.0, _W_F: 100.0}
+_W_CONSTANT: Final = {_W_NONE: None, _W_FALSE: False, _W_TRUE: True}
+
+
+def _encode_wide(values: list[Any]) -> tuple[bytes, ...] | None:
+    """Codes (two a byte), grouped values and the strings' bytes of many feature values, or
+    None when one has no exact code (see :func:`_encode_values`)."""
+    codes = bytearray(len(values))
+    groups: list[list[Any]] = [[] for _ in range(_W_CODES)]
+    for i, v in enumerate(values):
+        kind = type(v)
+        if kind is float:
+            if -200_000.0 < v < 200_000.0 and (v != 0.0 or math.copysign(1.0, v) > 0.0):
+                m4 = round(v * 10_000.0)
+                if m4 / 10_000.0 == v and -_I16 <= m4 <= _I16:
+                    code, item = _W_A, m4
+                else:
+                    m2 = round(v * 100.0)
+                    if m2 / 100.0 == v and -_I16 <= m2 <= _I16:
+                        code, item = _W_B, m2
+                    elif m4 / 10_000.0 == v:
+                        code, item = _W_E, m4
+                    elif m2 / 100.0 == v:
+                        code, item = _W_F, m2
+                    else:
+                        code, item = _W_D, v
+            elif v != v:
+                return None
+            elif -20_000_000.0 < v < 20_000_000.0 and v != 0.0 and round(v * 100.0) / 100.0 == v:
+                code, item = _W_F, round(v * 100.0)
+            else:  # -0.0, infinities, large or long floats
+                code, item = _W_D, v
+        elif kind is int:
+            if -128 <= v <= 127:
+                code = _W_I8
+            elif -32_768 <= v <= _I16:
+                code = _W_I16
+            elif -_I32 - 1 <= v <= _I32:
+                code = _W_I32
+            elif _INT64[0] <= v <= _INT64[1]:
+                code = _W_I64
+            else:
+                return None
+            item = v
+        elif v is None:
+            codes[i] = _W_NONE
+            continue
+        elif kind is str:
+            item = v.encode("utf-8", "surrogatepass")
+            if len(item) > 65_535:
+                return None
+            code = _W_STR8 if len(item) <= 255 else _W_STR16
+        elif kind is bool:
+            codes[i] = _W_TRUE if v else _W_FALSE
+            continue
+        else:
+            return None
+        codes[i] = code
+        groups[code].append(item)
+    if len(codes) % 2:
+        codes.append(0)
+    parts = [bytes(map(add, codes[0::2], map((16).__mul__, codes[1::2])))]
+    for code in (_W_STR8, _W_STR16):  # lengths
+        if groups[code]:
+            parts.append(struct.pack(f"<{len(groups[code])}{_W_FORMAT[code]}", *map(len, groups[code])))
+    for code in range(_W_I8, _W_CODES):
+        if groups[code]:
+            parts.append(struct.pack(f"<{len(groups[code])}{_W_FORMAT[code]}", *groups[code]))
+    return (*parts, *groups[_W_STR8], *groups[_W_STR16])
+
+
+def _decode_wide(data: bytes, pos: int, n: int) -> list[Any]:
+    """The feature values of an entry in the wide form, its codes starting at ``pos``."""
+    packed = np.frombuffer(data, dtype=np.uint8, count=(n + 1) // 2, offset=pos)
+    pos += len(packed)
+    codes = np.empty(2 * len(packed), dtype=np.uint8)
+    codes[0::2] = packed & 15
+    codes[1::2] = packed >> 4
+    codes = codes[:n]
+    counts = np.bincount(codes, minlength=_W_CODES).tolist()
+    flat: list[Any] = []  # the values grouped by code, in code order, each group in position order
+    for code in (_W_NONE, _W_FALSE, _W_TRUE):
+        flat += [_W_CONSTANT[code]] * counts[code]
+    lengths: list[Any] = []
+    for code in range(_W_STR8, _W_CODES):
+        k = counts[code]
+        if k:
+            fmt = f"<{k}{_W_FORMAT[code]}"
+            items = struct.unpack_from(fmt, data, pos)
+            pos += struct.calcsize(fmt)
+            if code <= _W_STR16:
+                lengths += items
+            else:
+                divisor = _W_DIVISOR.get(code)
+                flat += items if divisor is None else map(truediv, items, repeat(divisor))
+    if lengths:
+        texts = []
+        for length in lengths:
+            texts.append(data[pos:pos + length].decode("utf-8", "surrogatepass"))
+            pos += length
+        at = counts[_W_NONE] + counts[_W_FALSE] + counts[_W_TRUE]
+        flat[at:at] = texts
+    values = np.empty(n, dtype=object)
+    values[np.argsort(codes, kind="stable")] = flat  # positions grouped by code, as ``flat`` is
+    return values.tolist()
 
 
 def _names(mapping: Any) -> tuple[Any, ...] | None:
@@ -224,7 +356,8 @@ class HalfCodec:
     """
 
     def __init__(self, max_pairs: int = MAX_PAIRS, max_classes: int = MAX_CLASSES,
-                 max_shapes: int = MAX_SHAPES, max_shape_fields: int = MAX_SHAPE_FIELDS) -> None:
+                 max_shapes: int = MAX_SHAPES, max_shape_fields: int = MAX_SHAPE_FIELDS,
+                 shapes_per_feature_set: int = SHAPES_PER_FEATURE_SET) -> None:
         if not 0 <= max_shapes <= 65_536:
             msg = f"max_shapes must be between 0 and 65536 (a 2-byte index), got {max_shapes}"
             raise ValueError(msg)
@@ -232,9 +365,13 @@ class HalfCodec:
         self.classes: Interner[str] = Interner(max_classes)
         self.max_shapes = max_shapes
         self.max_shape_fields = max_shape_fields
-        self.shape_index: dict[tuple[str, tuple[str, ...] | None, tuple[str, ...]], int] = {}
+        self.shape_index: dict[tuple[str, tuple[str, ...] | None, tuple[str, ...], bool], int] = {}
         self.shapes: list[_Shape] = []
         self.shape_fields = 0
+        # Feature sets of WIDE_FEATURES or more: shapes made per set, and the sets now in the wide form.
+        self.shapes_per_feature_set = shapes_per_feature_set
+        self.names_shapes: dict[tuple[tuple[str, ...] | None, tuple[str, ...]], int] = {}
+        self.wide_names: set[tuple[tuple[str, ...] | None, tuple[str, ...]]] = set()
 
     # -- predictions --
     def encode_prediction(self, p: Prediction) -> bytes | None:
@@ -257,20 +394,31 @@ class HalfCodec:
             items.append(index)
         elif not _encode_values((cls,), codes, items, tail):
             return None
+        names = (score_names, feature_names)
+        wide = names in self.wide_names
         values = (p.score, p.confidence, p.latency_ms, *(() if p.scores is None else p.scores.values()),
-                  *p.features.values())
+                  *(() if wide else p.features.values()))
         if not _encode_values(values, codes, items, tail):
             return None
-        shape_i = self._shape("".join(codes), score_names, feature_names)
+        if wide:
+            features = _encode_wide(list(p.features.values()))
+            if features is None:
+                return None
+        elif len(feature_names) >= WIDE_FEATURES and self.names_shapes.get(names, 0) >= self.shapes_per_feature_set \
+                and ("".join(codes), score_names, feature_names, False) not in self.shape_index:
+            self.wide_names.add(names)  # from now on in the wide form: shapes would go on growing
+            return self.encode_prediction(p)
+        shape_i = self._shape("".join(codes), score_names, feature_names, wide)
         pair_i = self.pairs.get((model, version))
         if shape_i is None or pair_i is None:
             return None
         shape = self.shapes[shape_i]
-        return b"".join((_PREDICTION_HEAD.pack(ts, pair_i, shape_i), shape.fixed.pack(*items), *tail))
+        head = (_PREDICTION_HEAD.pack(ts, pair_i, shape_i), shape.fixed.pack(*items), *tail)
+        return b"".join((*head, *features) if wide else head)
 
     def _shape(self, codes: str, score_names: tuple[str, ...] | None,
-               feature_names: tuple[str, ...]) -> int | None:
-        key = (codes, score_names, feature_names)
+               feature_names: tuple[str, ...], wide: bool = False) -> int | None:
+        key = (codes, score_names, feature_names, wide)
         i = self.shape_index.get(key)
         if i is not None:
             return i
@@ -280,7 +428,9 @@ class HalfCodec:
             return None
         self.shape_fields += fields
         i = self.shape_index[key] = len(self.shapes)
-        self.shapes.append(_Shape.of(codes, score_names, feature_names))
+        self.shapes.append(_Shape.of(codes, score_names, feature_names, wide))
+        if not wide and len(feature_names) >= WIDE_FEATURES:
+            self.names_shapes[(score_names, feature_names)] = self.names_shapes.get((score_names, feature_names), 0) + 1
         return i
 
     def decode_prediction(self, request_id: str, data: bytes) -> Prediction:
@@ -291,12 +441,13 @@ class HalfCodec:
             values[i] /= 10_000.0
         for i in shape.by_100:
             values[i] /= 100.0
-        if shape.strings:
-            pos = _PREDICTION_HEAD.size + shape.fixed.size
-            for i in shape.strings:
-                end = pos + values[i]
-                values[i] = data[pos:end].decode("utf-8", "surrogatepass")
-                pos = end
+        pos = _PREDICTION_HEAD.size + shape.fixed.size
+        for i in shape.strings:
+            end = pos + values[i]
+            values[i] = data[pos:end].decode("utf-8", "surrogatepass")
+            pos = end
+        if shape.wide:
+            values += _decode_wide(data, pos, len(shape.feature_names))
         for i in shape.nones:
             values[i] = None
         if shape.codes[0] == "C":

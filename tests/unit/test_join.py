@@ -359,3 +359,59 @@ def test_expired_halves_are_unpacked_only_when_read(monkeypatch):
     assert expired_p[1] == _p("r1", ts=1) and unpacked == ["r1"]
     assert expired_p == [_p("r0", ts=0), _p("r1", ts=1), _p("r2", ts=2)] and expired_g == [_g("orphan", ts=0)]
     assert expired_p[1:] == [_p("r1", ts=1), _p("r2", ts=2)]
+
+
+# --- many features: the wide form ------------------------------------------------------
+
+import numpy as np  # noqa: E402
+
+WIDE_PREDICTIONS = st.builds(
+    Prediction,
+    request_id=st.text(min_size=1, max_size=30),
+    model=st.sampled_from(["m", "\ud800"]), model_version=st.sampled_from(["v1", "v2"]), ts_ms=TS_RANGE,
+    prediction=st.sampled_from(["0", "1"]) | UNICODE,
+    score=st.none() | FLOATS, confidence=st.none() | FLOATS,
+    scores=st.none() | st.dictionaries(UNICODE, FLOATS, max_size=3),
+    features=st.integers(join.WIDE_FEATURES, 60).flatmap(
+        lambda n: st.dictionaries(st.text(max_size=4), VALUES | FLOATS | DECIMALS, min_size=n, max_size=n)),
+    latency_ms=st.none() | FLOATS,
+)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(WIDE_PREDICTIONS)
+def test_wide_predictions_round_trip_exactly_or_decline(p):
+    for codec in (HalfCodec(shapes_per_feature_set=0), HalfCodec()):  # the wide form, and shapes as usual
+        packed = codec.encode_prediction(p)
+        if packed is None:
+            assert any(type(v) is float and math.isnan(v) for v in (p.score, p.confidence, p.latency_ms,
+                                                                    *(p.scores or {}).values(), *p.features.values())) \
+                or any(type(v) is int and not -(2**63) <= v < 2**63 for v in p.features.values())
+            continue
+        back = codec.decode_prediction(p.request_id, packed)
+        assert back == p and _exact(back) == _exact(p)
+        assert codec.shapes[-1].wide == (codec.shapes_per_feature_set == 0)
+
+
+def test_a_wide_feature_set_whose_values_keep_changing_code_stops_making_shapes():
+    """300 features whose values keep changing code: after SHAPES_PER_FEATURE_SET shapes the set
+    goes to the wide form, whose codes travel in the entry (one shape: the feature names), and
+    every prediction still waits packed (the shape tables used to fill up, and the rest waited
+    as objects of about 20 KB)."""
+    rng = np.random.default_rng(3)
+    state = JoinState(ttl_ms=10**12)
+    sent = []
+    for i in range(300):
+        draws = [float(rng.normal(0, 1)), round(float(rng.normal(300, 200)), 2),
+                 int(rng.poisson(3)) * 10 ** int(rng.integers(0, 6)), None, "north" if i % 2 else "s" * 300,
+                 bool(i % 3), round(float(rng.normal(0, 1)), 4), 65_000.5 * i]
+        features = {f"f{j}": draws[(i + j) % len(draws)] for j in range(300)}
+        p = Prediction(f"r{i}", "m", "v1", 1_000 + i, "1", 0.5, 0.5, None, features, 3.0)
+        sent.append(p)
+        state.add_prediction(p)
+    assert all(type(e) is bytes for e in state.pending_predictions.values())
+    assert len(state.codec.shapes) == join.SHAPES_PER_FEATURE_SET + 1 and state.codec.shapes[-1].wide
+    assert [s.wide for s in state.codec.shapes].count(True) == 1
+    for p in sent:
+        outcome = state.add_label(GroundTruth(p.request_id, "1", p.ts_ms))
+        assert isinstance(outcome, Outcome) and _exact(outcome.prediction) == _exact(p)
