@@ -46,8 +46,12 @@ broker: $(STAMP)
 down: $(STAMP)
 	$(BIN)/python -m streams.broker stop
 
+# Throughput beside the do-nothing Faust agent (~3 min); the same at 3, 30, 100 and 300 features per
+# prediction with bytes per pending request per width (~10 min, writes its section of BENCHMARKS.md);
+# the replay producer.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_worker --events 100000 --runs 3
+	$(BIN)/python -m benchmarks.bench_features --events 40000 --runs 2 --pending 100000 --write
 	$(BIN)/python -m benchmarks.bench_replay
 
 # (c) 1M-event backlog beside the do-nothing Faust agent, (e) peak RSS and bytes per pending request
