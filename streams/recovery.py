@@ -239,7 +239,7 @@ class Recovery:
             f"`{db}`.stream_checkpoints FINAL WHERE app_id = {figures.quote(m.s.app_id)} GROUP BY model, model_version")
         released = {(model, version): int(ms) for model, version, ms in rows}
         for state in m.versions.values():
-            state.stream = m._new_stream()
+            state.stream = m.versions.new_stream()
             done = released.get((state.model, state.version), 0)
             before: list[TimedOutcome] = []
             for outcome in await self._stream_outcomes(f"{figures._version_filter(state.model, state.version)}"):

@@ -7,13 +7,17 @@ alert rules read.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from river import utils
+from river import metrics, utils
 
 from streams.alert_rules import DriftEvidence
 from streams.outcome_stream import OutcomeStream
-from streams.reference import Reference
+from streams.progress import Source
+from streams.reference import Reference, ReferenceFile
+from streams.settings import Settings
 from streams.watermark import Watermark
 
 
@@ -65,3 +69,41 @@ class VersionRefresh:
     watermark_ms: int
     binary: bool
     rolling_accuracy: float | None
+
+
+class VersionRegistry(dict[tuple[str, str], VersionState]):
+    """The worker's model versions by (model, model_version), each created on first sight with
+    its outcome stream, rolling accuracy, clocks (one per input partition it may hear from) and,
+    when the reference file has one, its reference and baseline."""
+
+    def __init__(self, settings: Settings, reference_file: ReferenceFile | None,
+                 sources: Callable[[], Iterable[Source]]) -> None:
+        super().__init__()
+        self.s = settings
+        self.reference_file = reference_file
+        self.sources = sources  # the partitions this worker reads now
+
+    def new_stream(self) -> OutcomeStream:
+        return OutcomeStream(self.s.adwin_delta, self.s.window_seconds, self.s.label_grace_seconds,
+                             self.s.min_labeled)
+
+    def get_or_create(self, model: str, version: str) -> VersionState:
+        key = (model, version)
+        state = self.get(key)
+        if state is None:
+            state = VersionState(
+                model, version,
+                stream=self.new_stream(),
+                rolling=utils.Rolling(metrics.Accuracy(), window_size=self.s.rolling_size),
+                event_time=Watermark(),
+            )
+            now = time.monotonic()
+            for source in self.sources():
+                state.event_time.register(source, now)
+            if self.reference_file is not None:
+                ref = self.reference_file.for_version(model, version)
+                if ref is not None:
+                    state.reference = ref
+                    state.baseline_accuracy = ref.baseline_accuracy
+            self[key] = state
+        return state
