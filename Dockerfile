@@ -1,5 +1,5 @@
 # The monitor's worker image: `faust -A streams.app worker -l info` as a non-root user.
-# The same image runs the tools (`python -m streams.topics create`, `python -m producers.replay ...`,
+# The same image runs the tools (`python -m tools.topics create`, `python -m producers.replay ...`,
 # `python -m streams.alerts`, `python -m sinks.query ...`); docker-compose.yml uses it for all of them.
 FROM python:3.11.13-slim-bookworm
 
@@ -13,13 +13,14 @@ WORKDIR /app
 # Install the project from pyproject.toml: its dependencies first, with empty packages, so that a
 # change of the code does not download them again; then the code itself.
 COPY pyproject.toml README.md ./
-RUN mkdir streams producers sinks \
-    && touch streams/__init__.py producers/__init__.py sinks/__init__.py \
+RUN mkdir streams producers sinks tools \
+    && touch streams/__init__.py producers/__init__.py sinks/__init__.py tools/__init__.py \
     && pip install . \
-    && rm -rf streams producers sinks build *.egg-info
+    && rm -rf streams producers sinks tools build *.egg-info
 COPY streams ./streams
 COPY producers ./producers
 COPY sinks ./sinks
+COPY tools ./tools
 RUN pip install --no-deps --force-reinstall . && rm -rf build *.egg-info
 
 # A user of its own; the Faust data directory (MONITOR_DATA_DIR) is the only place the worker writes

@@ -18,7 +18,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: $(STAMP) lint chromium
-	$(BIN)/python -m pytest streams producers sinks tests
+	$(BIN)/python -m pytest streams producers sinks tools tests
 
 # The HTML report's browser test (tests/integration/test_report.py) runs headless Chromium:
 # Debian's chromium package, installed with apt-get (sudo when not root) when none is on the PATH.
@@ -38,13 +38,13 @@ chromium:
 	}
 
 demo: $(STAMP)
-	$(BIN)/python -m streams.demo
+	$(BIN)/python -m tools.demo
 
 broker: $(STAMP)
-	$(BIN)/python -m streams.broker start
+	$(BIN)/python -m tools.broker start
 
 down: $(STAMP)
-	$(BIN)/python -m streams.broker stop
+	$(BIN)/python -m tools.broker stop
 
 # Throughput beside the do-nothing Faust agent (~3 min); the same at 3, 30, 100 and 300 features per
 # prediction with bytes per pending request per width (~10 min, writes its section of BENCHMARKS.md);

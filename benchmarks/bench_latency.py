@@ -84,11 +84,11 @@ from benchmarks.latency_plan import (
 )
 from benchmarks.markdown import markdown_table
 from benchmarks.stats import percentile
-from streams.broker import Broker
 from streams.monitor import REFRESH_INTERVAL_S, REFRESH_SHARE
 from streams.settings import load_settings
 from streams.transport import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, SCHEME
 from tests.worker_harness import WorkerRun
+from tools.broker import Broker
 
 ROOT = Path(__file__).resolve().parents[1]
 LATENCY_PRODUCER = {"acks": "all", "linger.ms": 5, "enable.idempotence": False}  # librdkafka's default linger

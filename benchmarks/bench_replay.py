@@ -26,9 +26,9 @@ from pathlib import Path
 
 from producers.replay import PRODUCER_CONFIG, Prepared, prepare, replay
 from producers.scenarios import generate, write
-from streams.broker import start_broker, stop_broker
 from streams.settings import Settings, load_settings
-from streams.topics import create_topics, topic_env
+from tools.broker import start_broker, stop_broker
+from tools.topics import create_topics, topic_env
 
 
 def fresh_settings(bootstrap: str) -> Settings:

@@ -34,10 +34,10 @@ from benchmarks.markdown import replace_section
 from benchmarks.stats import spread
 from producers.replay import PRODUCER_CONFIG, ReplayResult, replay
 from producers.scenarios import generate
-from streams.broker import Broker, start_broker, stop_broker
 from streams.settings import Settings, load_settings
-from streams.topics import create_topics, topic_env
 from tests.worker_harness import WorkerRun, worker_env
+from tools.broker import Broker, start_broker, stop_broker
+from tools.topics import create_topics, topic_env
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"

@@ -313,7 +313,7 @@ def make_producer(settings: Settings, deliveries: Callable[[Any, Any], None]) ->
 def ensure_topics(settings: Settings) -> list[str]:
     """Create the topics with the right partitions before producing (a producer would auto-create
     them with the broker's default count); one clear ReplayError when that cannot be done."""
-    from streams.topics import TopicError, create_topics
+    from tools.topics import TopicError, create_topics
 
     try:
         return create_topics(settings)

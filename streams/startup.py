@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from streams.kafka_admin import TopicError, admin_client, partition_counts, partition_problems
 from streams.settings import Settings
-from streams.topics import TopicError, admin_client, partition_counts, partition_problems
 
 log = logging.getLogger(__name__)
 
@@ -43,5 +43,5 @@ def check_input_topics(settings: Settings) -> int:
         raise SystemExit(1)
     for topic in (settings.topic_alerts, settings.topic_dlq):
         if counts.get(topic) is None:
-            log.warning("topic '%s' does not exist; run `python -m streams.topics create`", topic)
+            log.warning("topic '%s' does not exist; run `python -m tools.topics create`", topic)
     return counts[settings.topic_predictions] or 0

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.broker import Broker, start_broker, stop_broker
 from streams.settings import Settings, load_settings
-from streams.topics import create_topics
 from tests.kafka_helpers import unique_topics
+from tools.broker import Broker, start_broker, stop_broker
+from tools.topics import create_topics
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from streams.topics import topic_env
+from tools.topics import topic_env
 
 EXTRA_POLL_S = 0.5
 

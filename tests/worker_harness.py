@@ -19,7 +19,7 @@ from typing import Any
 
 import clickhouse_connect
 
-from streams.broker import free_port
+from tools.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

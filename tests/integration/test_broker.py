@@ -1,4 +1,4 @@
-"""The local broker: `python -m streams.broker` as `make broker` / `make down` run it, and the API tests use."""
+"""The local broker: `python -m tools.broker` as `make broker` / `make down` run it, and the API tests use."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import (
+from streams.settings import load_settings
+from tools.broker import (
     BrokerError,
     default_address,
     free_port,
@@ -21,7 +22,6 @@ from streams.broker import (
     stop_broker,
     wait_ready,
 )
-from streams.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,7 +30,7 @@ def broker_cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess
     """Run the CLI from `cwd` (so `.data` lands there) with the project importable."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MONITOR_"))}
     clean["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), clean.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "streams.broker", *args], cwd=cwd, env={**clean, **env},
+    return subprocess.run([sys.executable, "-m", "tools.broker", *args], cwd=cwd, env={**clean, **env},
                           capture_output=True, text=True, timeout=60)
 
 

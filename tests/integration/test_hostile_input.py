@@ -66,7 +66,7 @@ def test_hostile_stream_never_crashes_and_all_bad_messages_reach_the_dlq(broker,
     rng = random.Random(7)
     topics = unique_topics("hostile-input")
     from streams.settings import load_settings
-    from streams.topics import create_topics
+    from tools.topics import create_topics
     create_topics(load_settings({**topics, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}))
     goods = [_good(i) for i in range(2000)]
     pred_msgs: list[tuple[bytes, bytes]] = []

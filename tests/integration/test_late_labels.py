@@ -17,9 +17,9 @@ import orjson
 import pytest
 
 from streams.settings import load_settings
-from streams.topics import create_topics
 from tests.kafka_helpers import produce, unique_topics
 from tests.worker_harness import WorkerRun, worker_env
+from tools.topics import create_topics
 
 pytestmark = pytest.mark.integration
 

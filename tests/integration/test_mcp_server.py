@@ -94,7 +94,7 @@ def mcp_run(broker, tmp_path_factory):
     from producers.replay import replay
     from producers.scenarios import generate
     from streams.settings import load_settings
-    from streams.topics import create_topics
+    from tools.topics import create_topics
 
     workdir = tmp_path_factory.mktemp("mcp")
     scenarios = {

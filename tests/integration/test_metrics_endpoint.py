@@ -16,9 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.settings import load_settings
-from streams.topics import create_topics
 from tests.kafka_helpers import produce, unique_topics
 from tests.worker_harness import WorkerRun, worker_env
+from tools.topics import create_topics
 
 pytestmark = pytest.mark.integration
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, the start of a window of WINDOW_SECONDS=600

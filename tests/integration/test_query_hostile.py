@@ -112,7 +112,7 @@ def hammered(broker, tmp_path_factory):
     from producers.replay import replay
     from producers.scenarios import generate
     from streams.settings import load_settings
-    from streams.topics import create_topics
+    from tools.topics import create_topics
 
     workdir = tmp_path_factory.mktemp("query-hostile")
     scenario = generate("sudden-drift")

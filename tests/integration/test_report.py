@@ -23,8 +23,8 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from streams.broker import free_port
 from tests.unit.test_report import cells
+from tools.broker import free_port
 
 pytestmark = pytest.mark.integration
 

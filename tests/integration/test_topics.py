@@ -12,10 +12,10 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.broker import free_port
 from streams.settings import Settings, load_settings
-from streams.topics import KafkaUnreachable, TopicError, check_topics, create_topics
 from tests.kafka_helpers import consume_all, produce, unique_topics
+from tools.broker import free_port
+from tools.topics import KafkaUnreachable, TopicError, check_topics, create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,7 @@ def test_partition_mismatch_is_reported_exactly(broker):
 
 def test_missing_topics_are_reported_one_line_each(broker):
     s = unique_settings(broker.bootstrap)
-    hint = "does not exist: run `python -m streams.topics create`"
+    hint = "does not exist: run `python -m tools.topics create`"
     assert check_topics(s) == [f"topic '{t}' {hint}" for t in names(s)]
     make_topics(broker.bootstrap, {s.topic_predictions: 4, s.topic_ground_truth: 4})
     assert check_topics(s) == [f"topic '{s.topic_alerts}' {hint}", f"topic '{s.topic_dlq}' {hint}"]
@@ -97,7 +97,7 @@ def test_unreachable_kafka_is_one_error_within_the_timeout():
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("TOPIC_", "KAFKA_"))}
-    return subprocess.run([sys.executable, "-m", "streams.topics", *args], env={**clean, **env},
+    return subprocess.run([sys.executable, "-m", "tools.topics", *args], env={**clean, **env},
                           capture_output=True, text=True, timeout=60)
 
 
@@ -108,7 +108,7 @@ def test_cli_check_create_check(broker):
     missing = run_cli("check", **env)
     assert missing.returncode == 1
     assert missing.stderr.splitlines() == [
-        f"topics: topic '{t}' does not exist: run `python -m streams.topics create`" for t in names(s)]
+        f"topics: topic '{t}' does not exist: run `python -m tools.topics create`" for t in names(s)]
     created = run_cli("create", **env)
     assert created.returncode == 0, created.stderr
     assert created.stdout.splitlines() == [f"created {t} (4 partitions)" for t in names(s)]

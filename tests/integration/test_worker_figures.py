@@ -108,7 +108,7 @@ def finished_run(broker, tmp_path_factory):
     predictions, labels, timed = _stream(rng)
     topics = unique_topics("worker-figures")
     from streams.settings import load_settings
-    from streams.topics import create_topics
+    from tools.topics import create_topics
     create_topics(load_settings({**topics, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}))
     timed.sort(key=lambda m: m[0])
     name = {"p": topics["TOPIC_PREDICTIONS"], "g": topics["TOPIC_GROUND_TRUTH"]}

