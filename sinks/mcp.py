@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import sys
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -32,6 +32,7 @@ from pydantic import Field
 
 from sinks.clickhouse import ReadAnswer, parse_target
 from sinks.query import QueryError, run_read
+from streams.canonical import canonical_class
 from streams.settings import Settings, SettingsError, load_settings
 
 MAX_ROWS = 1000  # the most rows query_inference_logs returns
@@ -183,6 +184,24 @@ def two_proportion_test(correct_a: int, labeled_a: int, correct_b: int, labeled_
         "p_value": p_value,
         "significant": None if p_value is None else p_value < 1 - confidence,
     }
+
+
+TOP_VALUES_READ = 10_000  # distinct values per version read to rank a feature's top values
+
+
+def top_values(rows: Sequence[Sequence[Any]], top: int) -> list[tuple[str, str, int]]:
+    """(version, value, count) of each version's ``top`` most frequent values, from rows of
+    (version, stored as text?, text, number, count): numbers take their canonical text, the
+    form categories are compared in, so ``2`` and ``2.0`` are one value.
+
+    >>> top_values([("v1", 0, "", 2.0, 3), ("v1", 1, "2", 0.0, 1), ("v1", 1, "x", 0.0, 2)], 5)
+    [('v1', '2', 4), ('v1', 'x', 2)]
+    """
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for version, as_text, text, number, n in rows:
+        counts[version][text if as_text else canonical_class(float(number))] += int(n)
+    return [(version, value, n) for version in sorted(counts)
+            for value, n in sorted(counts[version].items(), key=lambda item: (-item[1], item[0]))[:top]]
 
 
 def jsonable(answer: ReadAnswer) -> list[list[Any]]:
@@ -389,25 +408,30 @@ class MonitorTools:
         when, span = time_filter("predicted_at", since, until)
         f = literal(feature)
         where = f"{self._where(model, version)}{when}"
+        # A number is stored once, in num_features (texts of strings and bools in cat_features).
+        present = f"(mapContains(cat_features, {f}) OR mapContains(num_features, {f}))"
         stats = self.read(
-            f"SELECT model_version, count(), countIf(mapContains(cat_features, {f})), "
+            f"SELECT model_version, count(), countIf({present}), "
             f"countIf(mapContains(num_features, {f})), "
             f"avgIf(num_features[{f}], mapContains(num_features, {f})), "
             f"stddevPopIf(num_features[{f}], mapContains(num_features, {f})), "
             f"minIf(num_features[{f}], mapContains(num_features, {f})), "
             f"maxIf(num_features[{f}], mapContains(num_features, {f})), "
             f"quantilesExactInclusiveIf(0.05, 0.25, 0.5, 0.75, 0.95)(num_features[{f}], "
-            f"mapContains(num_features, {f})), uniqExactIf(cat_features[{f}], mapContains(cat_features, {f})) "
+            f"mapContains(num_features, {f})), uniqExactIf(if(mapContains(cat_features, {f}), cat_features[{f}], "
+            f"toString(num_features[{f}])), {present}) "
             f"FROM {self.db}.predictions FINAL WHERE {where} GROUP BY model_version ORDER BY model_version").rows
-        categories = self.read(
-            f"SELECT model_version, cat_features[{f}] AS value, count() AS n FROM {self.db}.predictions FINAL "
-            f"WHERE {where} AND mapContains(cat_features, {f}) GROUP BY model_version, value "
-            f"ORDER BY model_version, n DESC, value LIMIT {top} BY model_version").rows
+        values = self.read(
+            f"SELECT model_version, mapContains(cat_features, {f}) AS text, cat_features[{f}], num_features[{f}], "
+            f"count() AS n FROM {self.db}.predictions FINAL WHERE {where} AND {present} "
+            f"GROUP BY model_version, text, cat_features[{f}], num_features[{f}] "
+            f"ORDER BY model_version, n DESC LIMIT {TOP_VALUES_READ} BY model_version").rows
+        categories = top_values(values, top)
         drift = self.read(
             "SELECT model_version, toUnixTimestamp64Milli(window_start), psi, band, drifted, n "
             f"FROM {self.db}.feature_drift FINAL WHERE {self._where(model, version)} AND feature = {f}"
             f"{time_filter('window_start', since, until)[0]} ORDER BY model_version, window_start").rows
-        top_by_version: dict[str, list[list[Any]]] = defaultdict(list)
+        top_by_version: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
         for r in categories:
             top_by_version[r[0]].append(r)
         psi_by_version: dict[str, list[list[Any]]] = defaultdict(list)
@@ -435,7 +459,8 @@ class MonitorTools:
         answer: dict[str, Any] = {"feature": feature, "model": model, **span, "versions": versions}
         if not versions:
             names = self.read(
-                f"SELECT DISTINCT k FROM {self.db}.predictions FINAL ARRAY JOIN mapKeys(cat_features) AS k "
+                f"SELECT DISTINCT k FROM {self.db}.predictions FINAL "
+                "ARRAY JOIN arrayConcat(mapKeys(cat_features), mapKeys(num_features)) AS k "
                 f"WHERE {self._where(model, version)} ORDER BY k LIMIT 200").rows
             answer["note"] = (f"no values of {feature!r} for model {model!r} in this range; features of the model: "
                               + (", ".join(n for (n,) in names) or "none"))

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import numpy as np
 
+from streams.canonical import canonical_class
 from streams.psi import CategoricalReference, FeatureReference, NumericReference
 
 
@@ -143,6 +144,38 @@ def categorical_values_sql(db: str, groups: Groups,
         f"WHERE {_groups_filter({version: groups[version] for version in features})} "
         f"AND has({names}[model][model_version], k) GROUP BY model, model_version, w, k, v"
     )
+
+
+def categorical_numbers_sql(db: str, groups: Groups,
+                            subjects: Mapping[Version, Mapping[str, FeatureReference]]) -> str | None:
+    """The numbers sent for features that are categorical by their reference, per distinct
+    value: a number is stored once, in ``num_features`` (its canonical text is made here, in
+    :func:`categorical_number_rows`, exactly as the parser's). Values kept as text in
+    ``cat_features`` (integers not exact as floats, and every value of rows stored before
+    numbers were stored once) are read there, so none is counted twice."""
+    features = {version: [k for k, v in refs.items() if isinstance(v, CategoricalReference) and not k.startswith("__")]
+                for version, refs in subjects.items()}
+    features = {version: names for version, names in features.items() if names and version in groups}
+    if not features:
+        return None
+    names = _per_version({version: "[" + ", ".join(quote(k) for k in names) + "]" for version, names in features.items()})
+    return (
+        "SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS w, k, x, count() "
+        f"FROM `{db}`.predictions FINAL ARRAY JOIN mapKeys(num_features) AS k, mapValues(num_features) AS x "
+        f"WHERE {_groups_filter({version: groups[version] for version in features})} "
+        f"AND has({names}[model][model_version], k) AND NOT mapContains(cat_features, k) "
+        "GROUP BY model, model_version, w, k, x"
+    )
+
+
+def categorical_number_rows(rows: Iterable[tuple]) -> list[tuple]:
+    """Rows of :func:`categorical_numbers_sql` with each number as its canonical text, the
+    form categories are compared in (``3`` and ``3.0`` are the category ``"3"``).
+
+    >>> categorical_number_rows([("m", "v1", 0, "zip", 75001.0, 2), ("m", "v1", 0, "x", 1e-05, 1)])
+    [('m', 'v1', 0, 'zip', '75001', 2), ('m', 'v1', 0, 'x', '1e-05', 1)]
+    """
+    return [(model, version, w, k, canonical_class(x), n) for model, version, w, k, x, n in rows]
 
 
 def score_bins_sql(db: str, groups: Groups, edges: Mapping[Version, np.ndarray]) -> str | None:

@@ -15,7 +15,6 @@ Rejection(reason='missing_field', detail='timestamp is required')
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import compress
@@ -214,36 +213,30 @@ def _plain_features(raw: dict[str, Any]) -> bool:
 
 def feature_columns(features: dict[str, FeatureValue]) -> tuple[dict[str, float], dict[str, str]]:
     """The ``num_features`` and ``cat_features`` maps of the predictions table: every number
-    (not a bool) as a float, and every non-null value in canonical form (a feature is numeric
-    or categorical by the reference it is compared with, so both maps hold what may be needed).
+    (not a bool) as a float; every string and bool in canonical form, and the text of an
+    integer too large to be exact as a float. A number is stored once: a feature that is
+    categorical by its reference reads the numbers from ``num_features`` (each equals the
+    category whose canonical text it has, :func:`streams.figures.categorical_values_sql`).
 
-    One pass over the exact types the parser produces; anything else (another type, a value
-    ``canonical_class`` refuses, an int too large for a float) takes the general expressions,
-    which give the same maps or raise the same error.
+    One pass over the exact types the parser produces; anything else takes the general
+    expressions, which give the same maps or raise the same error.
 
-    >>> feature_columns({"age": 41, "income": 5.5e4, "plan": "pro", "vip": True, "n": None, "x": 0.25})
-    ({'age': 41.0, 'income': 55000.0, 'x': 0.25}, {'age': '41', 'income': '55000', 'plan': 'pro', 'vip': '1', 'x': '0.25'})
+    >>> feature_columns({"age": 41, "income": 5.5e4, "plan": "pro", "vip": True, "n": None, "id": 2**60})
+    ({'age': 41.0, 'income': 55000.0, 'id': 1.152921504606847e+18}, {'plan': 'pro', 'vip': '1', 'id': '1152921504606846976'})
     """
     numeric: dict[str, float] = {}
     categorical: dict[str, str] = {}
     for name, value in features.items():
         kind = type(value)
         if kind is float:
-            if value.is_integer():
-                numeric[name] = value
-                categorical[name] = str(int(value))
-                continue
-            if value - value == 0.0:  # finite
-                numeric[name] = value
-                categorical[name] = repr(value)
-                continue
-        elif kind is str:
+            numeric[name] = value
+            continue
+        if kind is str:
             categorical[name] = value
             continue
-        elif kind is int:
-            if -_FLOAT_INT <= value <= _FLOAT_INT:
+        if kind is int:
+            if -_EXACT_INT <= value <= _EXACT_INT:
                 numeric[name] = float(value)
-                categorical[name] = str(value)
                 continue
         elif kind is bool:
             categorical[name] = "1" if value else "0"
@@ -258,13 +251,12 @@ def feature_columns_json(features: dict[str, FeatureValue]) -> tuple[bytes, byte
     """``orjson.dumps`` of the two maps of :func:`feature_columns`, byte for byte: what the
     predictions row sends to ClickHouse.
 
-    With many features the canonical texts of all numbers come from one orjson call and the
-    maps from zips laid out once per feature set (:class:`_Layout`), instead of a canonical
-    form and two type checks per value: at 300 features that was the largest cost of a
-    prediction in the worker.
+    With many features the maps come from zips laid out once per feature set
+    (:class:`_Layout`) instead of two type checks per value: at 300 features that was the
+    largest cost of a prediction in the worker.
 
     >>> feature_columns_json({"age": 41, "plan": "pro", "x": 0.25})
-    (b'{"age":41.0,"x":0.25}', b'{"age":"41","plan":"pro","x":"0.25"}')
+    (b'{"age":41.0,"x":0.25}', b'{"plan":"pro"}')
     """
     if len(features) >= _WIDE:
         text = _wide_columns_json(features)
@@ -275,19 +267,10 @@ def feature_columns_json(features: dict[str, FeatureValue]) -> tuple[bytes, byte
 
 
 _WIDE = 16  # features from which the maps are built a type at a time (below, one loop is cheaper)
-_FLOAT_INT = 2**1023  # ints up to here convert to a float; larger ones overflow in the general expressions
+_EXACT_INT = 2**53  # integers up to here are exact as floats; larger ones keep their text in cat_features
 _NUMBERS = frozenset({float, int})
 _BOOL_TEXT = {True: "1", False: "0"}
-# orjson writes a float as Python's repr does, except: integral floats end in ".0" (dropped
-# below), -0.0, floats under 1e-4 (fixed notation where repr has an exponent) and 1e16 on
-# (exponent without "+"), and it writes NaN and infinities as null. Text with such a mark
-# takes the one-by-one form (which raises for NaN and infinities, as canonical_class does).
-_INTEGRAL_END = re.compile(rb"\.0(?=,|$)")
 _LAYOUTS_MAX = 256
-
-
-def _odd_float(text: bytes) -> bool:
-    return b"e" in text or b"null" in text or b"0.0000" in text or b"-0.0," in text or text.endswith(b"-0.0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,21 +278,21 @@ class _Layout:
     """Where the values of one feature set with one type per feature go in the two maps."""
 
     numbers: list[bool] | None  # which values are numbers (None: all of them)
+    ints: bool  # some numbers are ints (converted, and checked to be exact as floats)
     strings: list[bool] | None  # which are strings (None: none)
     bools: list[bool] | None
     numeric_names: list[str]
-    categorical_names: list[str]  # every non-null feature, in feature order
-    order: list[int] | None  # categorical texts (numbers', then strings', then bools') into feature order
+    categorical_names: list[str]  # strings' and bools', in feature order
+    order: list[int] | None  # categorical texts (strings', then bools') into feature order
 
     @classmethod
     def of(cls, names: tuple[str, ...], types: tuple[type, ...]) -> _Layout:
         numbers = [t in _NUMBERS for t in types]
         strings = [t is str for t in types]
         bools = [t is bool for t in types]
-        positions = [i for i, t in enumerate(types) if t in _NUMBERS]
-        positions += [i for i, t in enumerate(types) if t is str] + [i for i, t in enumerate(types) if t is bool]
+        positions = [i for i, t in enumerate(types) if t is str] + [i for i, t in enumerate(types) if t is bool]
         in_order = sorted(range(len(positions)), key=positions.__getitem__)
-        return cls(None if all(numbers) else numbers, strings if any(strings) else None,
+        return cls(None if all(numbers) else numbers, int in types, strings if any(strings) else None,
                    bools if any(bools) else None, list(compress(names, numbers)),
                    [names[i] for i in sorted(positions)], None if in_order == list(range(len(positions))) else in_order)
 
@@ -318,8 +301,8 @@ _LAYOUTS: dict[tuple[tuple[str, ...], tuple[type, ...]], _Layout] = {}
 
 
 def _wide_columns_json(features: dict[str, FeatureValue]) -> tuple[bytes, bytes] | None:
-    """:func:`feature_columns_json` with the canonical text of every number from one orjson call
-    and the maps from zips; None: a type or value for the general way."""
+    """:func:`feature_columns_json` from zips laid out once per feature set; None: a type or
+    value for the general way."""
     names, values = tuple(features), list(features.values())
     types = tuple(map(type, values))
     layout = _LAYOUTS.get((names, types))
@@ -330,34 +313,31 @@ def _wide_columns_json(features: dict[str, FeatureValue]) -> tuple[bytes, bytes]
             _LAYOUTS.clear()
         layout = _LAYOUTS[(names, types)] = _Layout.of(names, types)
     numbers = values if layout.numbers is None else list(compress(values, layout.numbers))
-    texts: list[str] = []
-    if numbers:
-        try:
-            text = orjson.dumps(numbers)[1:-1]  # ints beyond 64 bits raise
-        except TypeError:
+    if layout.ints:
+        if numbers and (max(numbers) > _EXACT_INT or min(numbers) < -_EXACT_INT):
             return None
-        texts = [_number_text(v) for v in numbers] if _odd_float(text) else \
-            _INTEGRAL_END.sub(b"", text).decode().split(",")
+        numbers = list(map(float, numbers))
+    texts: list[str] = []
     if layout.strings is not None:
         texts += compress(values, layout.strings)
     if layout.bools is not None:
         texts += map(_BOOL_TEXT.__getitem__, compress(values, layout.bools))
     if layout.order is not None:
         texts = list(map(texts.__getitem__, layout.order))
-    return (orjson.dumps(dict(zip(layout.numeric_names, map(float, numbers), strict=True))),
+    return (orjson.dumps(dict(zip(layout.numeric_names, numbers, strict=True))),
             orjson.dumps(dict(zip(layout.categorical_names, texts, strict=True))))
 
 
-def _number_text(value: float | int) -> str:
-    if type(value) is int:
-        return str(value)
-    return canonical_class(value)
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _feature_columns(features: dict[str, FeatureValue]) -> tuple[dict[str, float], dict[str, str]]:
-    numeric = {k: float(v) for k, v in features.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    categorical = {k: canonical_class(v) for k, v in features.items() if v is not None}
+    numeric = {k: float(v) for k, v in features.items() if _is_number(v)}
+    categorical = {k: canonical_class(v) for k, v in features.items()
+                   if v is not None and (not _is_number(v) or (isinstance(v, int) and abs(v) > _EXACT_INT))}
     return numeric, categorical
+
 
 
 def _latency(obj: dict[str, Any]) -> float | None:

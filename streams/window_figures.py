@@ -110,12 +110,15 @@ class WindowFigures:
         predicted = {version: groups[version] for version, ref in refs.items() if ref.prediction is not None}
         numeric_rows: list[tuple] = []
         categorical_rows: list[tuple] = []
+        numbers_rows: list[tuple] = []
         for sql, out in ((figures.numeric_bins_sql(self.db, groups, subjects), numeric_rows),
                          (figures.score_bins_sql(self.db, groups, scores), numeric_rows),
                          (figures.categorical_values_sql(self.db, groups, subjects), categorical_rows),
+                         (figures.categorical_numbers_sql(self.db, groups, subjects), numbers_rows),
                          (figures.predicted_class_sql(self.db, predicted), categorical_rows)):
             if sql:
                 out += await self.store.query(sql)
+        categorical_rows += figures.categorical_number_rows(numbers_rows)
         numeric, categorical = figures.by_version(numeric_rows), figures.by_version(categorical_rows)
         rows = []
         for state, windows in targets:

@@ -33,6 +33,7 @@ DEGRADED_FROM = 4
 def _stream(rng: random.Random) -> tuple[list[dict], list[dict], list[tuple[int, str, bytes | None, bytes]]]:
     """Predictions, labels and the timed messages (ts, topic, key, value), bad ones included."""
     predictions, labels, timed = [], [], []
+    zones = random.Random(7)  # its own draws: the rest of the stream stays as it was
 
     def emit(ts: int, topic: str, event: dict) -> None:
         timed.append((ts, topic, event["request_id"].encode(), orjson.dumps(event)))
@@ -48,7 +49,8 @@ def _stream(rng: random.Random) -> tuple[list[dict], list[dict], list[tuple[int,
             p = {"request_id": rid, "model": "fraud", "model_version": "v1", "timestamp": ts,
                  "prediction": int(pred), "score": score, "latency_ms": rng.randint(1, 40),
                  "features": {"age": age, "region": rng.choice(["n", "s", "e", "w"]),
-                              "flag": rng.random() < 0.3, "maybe": None if rng.random() < 0.5 else 1.5}}
+                              "flag": rng.random() < 0.3, "maybe": None if rng.random() < 0.5 else 1.5,
+                              "zone": 4.5 if w and i == 5 else zones.choice(ZONES)}}
             predictions.append(p)
             emit(ts, "p", p)
             if i % 50 == 7:
@@ -80,6 +82,12 @@ def _stream(rng: random.Random) -> tuple[list[dict], list[dict], list[tuple[int,
     late = {"request_id": "fraud-0-0", "label": 1, "timestamp": T0 + (TTL + 700) * 1000}
     emit(T0 + 3 * WINDOW * 1000, "g", late)  # arrives mid-stream but its time is far away
     return predictions, labels, timed
+
+
+# A categorical feature sent as numbers and strings alike: its categories are canonical texts
+# ("2" for 2 and 2.0, "1e-05", an integer too large to be exact as a float), and 4.5 (from
+# window 1 on) is in none of them.
+ZONES = [1, 2, 2.0, "3", 75001, "x", 1e-05, 2**60, True]
 
 
 def _iso(ms: int) -> str:
@@ -189,7 +197,7 @@ def test_feature_and_prediction_psi_equal_numpy(finished_run, want):
                     expected.psi_numeric(ref.scores, w.scores, BINS), abs=1e-9)
             assert got[(model, version, key[2], "__prediction__")][0] == pytest.approx(
                 expected.psi_categorical(ref.classes, w.classes), abs=1e-9)
-    assert checked == WINDOWS * 5
+    assert checked == WINDOWS * 6
 
 
 def test_outcomes_hold_each_joined_request_once(finished_run, want):
