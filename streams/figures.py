@@ -130,19 +130,30 @@ def numeric_bins_sql(db: str, groups: Groups, subjects: Mapping[Version, Mapping
     )
 
 
-def categorical_values_sql(db: str, groups: Groups,
-                           subjects: Mapping[Version, Mapping[str, FeatureReference]]) -> str | None:
+def _categorical_features(groups: Groups, subjects: Mapping[Version, Mapping[str, FeatureReference]]
+                          ) -> tuple[str, str] | None:
+    """(filter on the versions' windows, per-version array of their categorical features) for
+    the versions of ``groups`` that have any; None: no categorical feature to read."""
     features = {version: [k for k, v in refs.items() if isinstance(v, CategoricalReference) and not k.startswith("__")]
                 for version, refs in subjects.items()}
     features = {version: names for version, names in features.items() if names and version in groups}
     if not features:
         return None
     names = _per_version({version: "[" + ", ".join(quote(k) for k in names) + "]" for version, names in features.items()})
+    return _groups_filter({version: groups[version] for version in features}), f"{names}[model][model_version]"
+
+
+def categorical_values_sql(db: str, groups: Groups,
+                           subjects: Mapping[Version, Mapping[str, FeatureReference]]) -> str | None:
+    """Per version, window, categorical feature and stored text (``cat_features``): count."""
+    selected = _categorical_features(groups, subjects)
+    if selected is None:
+        return None
+    where, names = selected
     return (
         "SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS w, k, v, count() "
         f"FROM `{db}`.predictions FINAL ARRAY JOIN mapKeys(cat_features) AS k, mapValues(cat_features) AS v "
-        f"WHERE {_groups_filter({version: groups[version] for version in features})} "
-        f"AND has({names}[model][model_version], k) GROUP BY model, model_version, w, k, v"
+        f"WHERE {where} AND has({names}, k) GROUP BY model, model_version, w, k, v"
     )
 
 
@@ -153,18 +164,14 @@ def categorical_numbers_sql(db: str, groups: Groups,
     :func:`categorical_number_rows`, exactly as the parser's). Values kept as text in
     ``cat_features`` (integers not exact as floats, and every value of rows stored before
     numbers were stored once) are read there, so none is counted twice."""
-    features = {version: [k for k, v in refs.items() if isinstance(v, CategoricalReference) and not k.startswith("__")]
-                for version, refs in subjects.items()}
-    features = {version: names for version, names in features.items() if names and version in groups}
-    if not features:
+    selected = _categorical_features(groups, subjects)
+    if selected is None:
         return None
-    names = _per_version({version: "[" + ", ".join(quote(k) for k in names) + "]" for version, names in features.items()})
+    where, names = selected
     return (
         "SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS w, k, x, count() "
         f"FROM `{db}`.predictions FINAL ARRAY JOIN mapKeys(num_features) AS k, mapValues(num_features) AS x "
-        f"WHERE {_groups_filter({version: groups[version] for version in features})} "
-        f"AND has({names}[model][model_version], k) AND NOT mapContains(cat_features, k) "
-        "GROUP BY model, model_version, w, k, x"
+        f"WHERE {where} AND has({names}, k) AND NOT mapContains(cat_features, k) GROUP BY model, model_version, w, k, x"
     )
 
 
