@@ -40,3 +40,14 @@ def test_pending_file_holds_distinct_predictions_of_the_width(tmp_path):
     events = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     assert len(events) == 500 == len({e["request_id"] for e in events})
     assert all(list(e["features"]) == feature_names(16, 2) for e in events)
+
+
+def test_profile_helpers_split_cpu_by_thread_name_and_frames_by_share():
+    from benchmarks.profile_features import cpu_by_name, frame_shares
+    spent = cpu_by_name({("1", "faust"): 1.0, ("2", "faust"): 0.5},
+                        {("1", "faust"): 3.0, ("2", "faust"): 1.0, ("3", "ThreadPool"): 0.25})
+    assert spent == {"faust": 2.5, "ThreadPool": 0.25}
+    total, inclusive, own = frame_shares(["main;parse;loads 6", "main;write 2", "", "main;parse 2"])
+    assert total == 10
+    assert (inclusive["main"], inclusive["parse"], inclusive["loads"]) == (10, 8, 6)
+    assert (own["loads"], own["write"], own["parse"]) == (6, 2, 2)
