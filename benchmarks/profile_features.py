@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {seconds:7.2f} s {seconds / cpu:6.1%}  thread {name}")
     samples, inclusive, own = frame_shares(out.read_text().splitlines())
     log(f"{samples:,} samples in {out}")
-    ours = collections.Counter({frame: n for frame, n in inclusive.items() if frame.find(" (") >= 0 and any(code in frame for code in OWN_CODE)})
+    ours = collections.Counter({frame: n for frame, n in inclusive.items() if any(code in frame for code in OWN_CODE)})
     for title, counter in (("inclusive, the project's frames", ours), ("self", own)):
         print(f"Python frames, {title} (share of samples):")
         for frame, n in counter.most_common(args.top):
