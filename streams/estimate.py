@@ -14,11 +14,11 @@ posterior variance, times the squared share of the window's weight on that block
 Assumes what CBPE assumes: calibrated scores on the reference and no concept drift (the
 relation between features and labels unchanged); it sees covariate shift only.
 
->>> cal = fit_calibration([0.6, 0.7, 0.8, 0.9], [False, True, True, True])
+>>> cal = fit_calibration([0.6, 0.7, 0.8, 0.9], [False, True, True, True], min_rows=1)
 >>> cal.knots.round(6).tolist(), cal.accuracy.tolist(), cal.rows.tolist()
 ([0.6, 0.8], [0.0, 1.0], [1, 3])
->>> cal.calibrated(0.5), cal.calibrated(0.65), cal.calibrated(0.95)
-(0.0, 0.25, 1.0)
+>>> [round(cal.calibrated(c), 6) for c in (0.5, 0.65, 0.95)]
+[0.0, 0.25, 1.0]
 >>> e = estimate(cal, [0.6, 0.7, 0.8, 0.9])
 >>> round(e.accuracy, 4), e.n
 (0.625, 4)
@@ -34,6 +34,7 @@ import numpy as np
 
 Z_95 = 1.959963984540054  # two-sided 95%: the interval's upper bound is a one-sided 97.5% bound
 MIN_REFERENCE_ROWS = 2  # fewer labeled reference rows with a confidence: no calibration
+MIN_BLOCK_ROWS = 30  # reference rows of a calibration block, at least (smaller ones merged)
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,31 @@ def pool_adjacent_violators(y: Sequence[float], weights: Sequence[float]) -> lis
     return [(int(a), int(b), m, w) for a, b, m, w in blocks]
 
 
-def fit_calibration(confidences: Iterable[float], correct: Iterable[bool]) -> Calibration | None:
+def merge_small_blocks(blocks: list[tuple[int, int, float, float]],
+                       min_rows: float) -> list[tuple[int, int, float, float]]:
+    """Blocks of fewer than ``min_rows`` rows merged into their smaller neighbour: a block of
+    one or two rows says 0 or 1, and at the ends of the range every confidence beyond it gets
+    that value. Merging neighbours of an increasing fit keeps it increasing.
+
+    >>> [(a, b, round(m, 6), w) for a, b, m, w in
+    ...  merge_small_blocks([(0, 0, 0.0, 1.0), (1, 4, 0.6, 40.0), (5, 9, 0.9, 50.0)], 30)]
+    [(0, 4, 0.585366, 41.0), (5, 9, 0.9, 50.0)]
+    """
+    out = list(blocks)
+    while len(out) > 1:
+        i = min(range(len(out)), key=lambda k: (out[k][3], k))
+        if out[i][3] >= min_rows:
+            break
+        j = i + 1 if i == 0 or (i + 1 < len(out) and out[i + 1][3] < out[i - 1][3]) else i - 1
+        a, b = sorted((i, j))
+        weight = out[a][3] + out[b][3]
+        mean = (out[a][2] * out[a][3] + out[b][2] * out[b][3]) / weight
+        out[a:b + 1] = [(out[a][0], out[b][1], mean, weight)]
+    return out
+
+
+def fit_calibration(confidences: Iterable[float], correct: Iterable[bool],
+                    min_rows: int = MIN_BLOCK_ROWS) -> Calibration | None:
     """Isotonic regression of correctness on confidence; None with fewer than
     MIN_REFERENCE_ROWS rows. Equal confidences are pooled first, so a block never splits them."""
     x = np.asarray(list(confidences), dtype=np.float64)
@@ -106,7 +131,7 @@ def fit_calibration(confidences: Iterable[float], correct: Iterable[bool]) -> Ca
         return None
     values, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
     sums = np.bincount(inverse, weights=y, minlength=len(values))
-    blocks = pool_adjacent_violators((sums / counts).tolist(), counts.tolist())
+    blocks = merge_small_blocks(pool_adjacent_violators((sums / counts).tolist(), counts.tolist()), min_rows)
     weighted_x = values * counts
     knots = np.array([weighted_x[a:b + 1].sum() / counts[a:b + 1].sum() for a, b, _, _ in blocks])
     correct_rows = np.array([sums[a:b + 1].sum() for a, b, _, _ in blocks])
@@ -142,6 +167,14 @@ class AccuracyEstimate:
     def error(self, realized: float | None) -> float | None:
         """Realized minus estimated accuracy, once labels give the realized one."""
         return None if realized is None else realized - self.accuracy
+
+
+@dataclass(frozen=True)
+class WindowEstimate:
+    """A window's estimated accuracy and how many of its labels came before it ended (event time)."""
+
+    estimate: AccuracyEstimate
+    labeled_by_end: int
 
 
 def estimate_from_sums(calibration: Calibration, segments: Mapping[int, SegmentSums],

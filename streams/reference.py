@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.canonical import canonical_class
+from streams.estimate import Calibration, confidence_of, fit_calibration
 from streams.psi import (
     CategoricalReference,
     FeatureReference,
@@ -45,6 +46,9 @@ class Reference:
     window_start_ms: int | None = None
     rows: int = 0
     drift_subjects: dict[str, FeatureReference] = field(default_factory=dict)
+    # Confidence -> P(correct) from the labeled rows with a score (streams/estimate.py); None
+    # without them (a reference chosen from a window has no labels): no estimated accuracy.
+    calibration: Calibration | None = None
 
     def __post_init__(self) -> None:
         subjects: dict[str, FeatureReference] = dict(self.features)
@@ -81,6 +85,8 @@ def build_reference(
     scores: list[float] = []
     predictions: list[str] = []
     matches = 0
+    confidences: list[float] = []
+    corrects: list[bool] = []
     labeled = 0
     count = 0
     for row in rows:
@@ -96,6 +102,10 @@ def build_reference(
             if label is not None:
                 labeled += 1
                 matches += canonical_class(prediction) == canonical_class(label)
+                confidence = confidence_of(score, row.get("scores"))
+                if confidence is not None:
+                    confidences.append(confidence)
+                    corrects.append(canonical_class(prediction) == canonical_class(label))
     features = {}
     for name, values in columns.items():
         ref = feature_reference(values, bins)
@@ -109,6 +119,7 @@ def build_reference(
         source=source,
         window_start_ms=window_start_ms,
         rows=count,
+        calibration=fit_calibration(confidences, corrects),
     )
 
 
