@@ -191,7 +191,7 @@ def estimate_from_sums(calibration: Calibration, segments: Mapping[int, SegmentS
     last = len(x)
     weight = np.zeros(last, dtype=np.float64)  # predictions' weight on each knot's accuracy
     total = expected = expected_sq = 0.0
-    for j, seg in segments.items():
+    for j, seg in sorted(segments.items()):  # one order: the same float sums in every run
         if seg.n <= 0:
             continue
         if j <= 0 or j >= last:

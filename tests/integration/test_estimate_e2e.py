@@ -5,8 +5,9 @@ periods late) is replayed into one worker with its reference file. The store mus
 for every window, the estimate numpy computes from the reference and the window's
 confidences, within 2 points of the realized accuracy; and the alert
 ``estimated_accuracy_below_threshold`` must fire once, in the first window below the SLO,
-decided when that window closed, before any of its labels. A second run of the same input
-with one input partition instead of four gives the same alert ids.
+decided when that window closed, before any of its labels. The same input with one input
+partition instead of four, and with kill -9 twice in the middle, gives the same alert ids and
+estimates.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ PERIODS = 10
 SLO = 0.85
 
 
-def _run(broker, workdir, s, partitions: int) -> WorkerRun:
+def _replayed(broker, workdir, s, partitions: int) -> tuple[dict[str, str], int]:
+    """The scenario replayed into new topics; the worker's environment and the events sent."""
     from producers.replay import replay
     from streams.settings import load_settings
 
@@ -38,8 +40,13 @@ def _run(broker, workdir, s, partitions: int) -> WorkerRun:
                      MONITOR_IDLE_SECONDS=2, TOPIC_PARTITIONS=partitions)
     result = replay(enumerate(s.rows, start=1), load_settings(env))
     assert result.ok and result.skipped == 0
+    return env, result.events
+
+
+def _run(broker, workdir, s, partitions: int) -> WorkerRun:
+    env, events = _replayed(broker, workdir, s, partitions)
     run = WorkerRun(env, workdir).start()
-    run.wait_until_settled(result.events, timeout=300)
+    run.wait_until_settled(events, timeout=300)
     code = run.stop()
     assert code == 0, run.log_tail()
     return run
@@ -107,8 +114,26 @@ def test_alert_fires_in_the_first_window_below_the_slo_before_its_labels(finishe
     assert accuracy_alerts and min(a[0] for a in accuracy_alerts) >= first_below
 
 
+ALERT_IDS = ("SELECT alert_id FROM monitoring.alerts FINAL WHERE type = 'estimated_accuracy_below_threshold' "
+             "ORDER BY alert_id")
+ESTIMATES = ("SELECT toUnixTimestamp64Milli(window_start), estimated_accuracy, estimated_accuracy_low, "
+             "estimated_accuracy_high, estimation_error FROM monitoring.window_metrics FINAL ORDER BY window_start")
+
+
 def test_same_alert_ids_with_one_partition(broker, tmp_path_factory, finished, scenario):
     other = _run(broker, tmp_path_factory.mktemp("estimate-one"), scenario, 1)
-    sql = ("SELECT alert_id FROM monitoring.alerts FINAL WHERE type = 'estimated_accuracy_below_threshold' "
-           "ORDER BY alert_id")
-    assert other.query(sql) == finished.query(sql) != []
+    assert other.query(ALERT_IDS) == finished.query(ALERT_IDS) != []
+    assert other.query(ESTIMATES) == finished.query(ESTIMATES)
+
+
+def test_same_alerts_and_estimates_after_kill_9(broker, tmp_path_factory, finished, scenario):
+    workdir = tmp_path_factory.mktemp("estimate-crashy")
+    env, total = _replayed(broker, workdir, scenario, 4)
+    crashy = WorkerRun(env, workdir)
+    for reads in (total // 3, total // 4):  # each life reads this much more, then kill -9
+        crashy.start().wait_for_messages(reads, settle=0)
+        crashy.kill()
+    crashy.start().wait_until_settled(total, timeout=300, counted_since_start=True)
+    assert crashy.stop() == 0, crashy.log_tail()
+    assert crashy.query(ALERT_IDS) == finished.query(ALERT_IDS) != []
+    assert crashy.query(ESTIMATES) == finished.query(ESTIMATES)
