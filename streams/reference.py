@@ -1,8 +1,9 @@
 """The reference a model version's windows are compared with.
 
 Built from rows of raw values: the REFERENCE_PATH file (optional ``score``,
-``prediction``, ``label``, ``model``/``model_version``; every other column is a
-feature) or the version's first window with at least MIN_LABELED predictions.
+``scores`` (class -> probability), ``prediction``, ``label``, ``model``/``model_version``;
+every other column is a feature; labeled rows with a score calibrate the estimated
+accuracy, :mod:`streams.estimate`) or the version's first window with at least MIN_LABELED predictions.
 A feature is numeric when every non-null reference value is a number (bools are
 categorical); categorical values are compared in canonical form.
 
@@ -31,7 +32,7 @@ from streams.psi import (
 
 SCORE_SUBJECT = "__score__"
 PREDICTION_SUBJECT = "__prediction__"
-RESERVED_COLUMNS = frozenset({"score", "prediction", "label", "model", "model_version"})
+RESERVED_COLUMNS = frozenset({"score", "scores", "prediction", "label", "model", "model_version"})
 
 
 @dataclass(frozen=True)

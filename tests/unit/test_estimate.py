@@ -188,3 +188,17 @@ def test_covariate_shift_labels_come_after_their_window_ends(covariate_shift):
     half = len(feature) // 2
     # most scores are below 0.5 (log-odds < 0): pulled to the boundary, credit scores fall
     assert np.mean(feature[half:]) < np.mean(feature[:half]) - 10
+
+
+def test_multi_class_reference_calibrates_the_predicted_class_probability():
+    rows = [{"x": 1.0, "scores": {"a": 0.6, "b": 0.3, "c": 0.1}, "prediction": "a", "label": label}
+            for label in ["a"] * 24 + ["b"] * 16]
+    rows += [{"x": 1.0, "scores": {"a": 0.05, "b": 0.05, "c": 0.9}, "prediction": "c", "label": "c"}] * 40
+    cal = build_reference(rows, bins=2).calibration
+    assert cal.knots.tolist() == pytest.approx([0.6, 0.9]) and cal.accuracy.tolist() == [0.6, 1.0]
+    assert estimate(cal, [0.6, 0.9, 0.75]).accuracy == pytest.approx((0.6 + 1.0 + 0.8) / 3)
+
+
+def test_versions_without_a_calibration_get_no_estimate():
+    rows = [("m", "v", 0, 0, 3, Decimal("1.5"), Decimal("0.75"))]
+    assert estimates_from_rows({}, rows, []) == {}
