@@ -191,7 +191,12 @@ def positive_probability(features: dict[str, np.ndarray]) -> np.ndarray:
     >>> positive_probability(one).tolist()
     [0.2994]
     """
-    z = (
+    return np.round(1.0 / (1.0 + np.exp(-_logit(features))), 4)
+
+
+def _logit(features: dict[str, np.ndarray]) -> np.ndarray:
+    """The log-odds of :func:`positive_probability`, unrounded."""
+    return (
         -0.85
         + 0.35 * (features["age"] - 35) / 10
         + 0.30 * (features["income"] - 65000) / 20000
@@ -201,7 +206,6 @@ def positive_probability(features: dict[str, np.ndarray]) -> np.ndarray:
         + 0.30 * (features["num_returns"] - 1)
         - 0.40 * features["is_premium"]
     )
-    return np.round(1.0 / (1.0 + np.exp(-z)), 4)
 
 
 def _exact_correct(rng: np.random.Generator, labeled: np.ndarray, accuracy: float) -> np.ndarray:
@@ -269,7 +273,25 @@ def _period_rows(rng: np.random.Generator, period: _Period, ids: Sequence[str],
     actual_ts = ts + _label_delays_ms(rng, n)
     latency = np.round(rng.lognormal(math.log(12.0), 0.5, n), 2)
     duplicate = rng.random(n) < DUPLICATE_SHARE
+    rows = _emit_rows(ids, model, model_version, features, p1, prediction, ts, labeled, label, actual_ts,
+                      latency, duplicate)
+    summary = PeriodSummary(
+        period=period.index,
+        start=iso_ms(np.array([period.start_ms]))[0],
+        rows=len(rows),
+        predictions=n,
+        labeled=int(labeled.sum()),
+        correct=int(correct.sum()),
+        expected_accuracy=period.accuracy,
+    )
+    return rows, summary
 
+
+def _emit_rows(ids: Sequence[str], model: str, model_version: str, features: dict[str, np.ndarray],
+               p1: np.ndarray, prediction: np.ndarray, ts: np.ndarray, labeled: np.ndarray, label: np.ndarray,
+               actual_ts: np.ndarray, latency: np.ndarray, duplicate: np.ndarray) -> list[dict[str, Any]]:
+    """Rows in the replay shape, a duplicate placed next to its original."""
+    n = len(ids)
     columns = {name: values.tolist() for name, values in features.items()}
     stamps, label_stamps = iso_ms(ts), iso_ms(actual_ts)
     p1_list, pred_list, label_list = p1.tolist(), prediction.tolist(), label.tolist()
@@ -293,16 +315,7 @@ def _period_rows(rng: np.random.Generator, period: _Period, ids: Sequence[str],
         rows.append(row)
         if duplicate_list[i]:
             rows.append(dict(row))
-    summary = PeriodSummary(
-        period=period.index,
-        start=iso_ms(np.array([period.start_ms]))[0],
-        rows=len(rows),
-        predictions=n,
-        labeled=int(labeled.sum()),
-        correct=int(correct.sum()),
-        expected_accuracy=period.accuracy,
-    )
-    return rows, summary
+    return rows
 
 
 def _reference_rows(rng: np.random.Generator, n: int, accuracy: float) -> list[dict[str, Any]]:
@@ -335,6 +348,9 @@ def generate(
     periods; period p covers [start + p*period_seconds, start + (p+1)*period_seconds).
     """
     plan = _plan(name)
+    if name in CALIBRATED_PLANS:  # labels drawn from the scores (producers/scenarios.py, end)
+        return _calibrated_scenario(name, CALIBRATED_PLANS[name], seed, rows, periods, period_seconds, start,
+                                    model, model_version)
     total = 10_000 if rows is None else rows
     _check_positive(rows=total, periods=periods, period_seconds=period_seconds)
     if total < periods:
@@ -406,6 +422,142 @@ def write(scenario: Scenario, path: str | Path) -> tuple[Path, Path]:
     return rows_path, ref_path
 
 
+# --- scenarios whose labels are drawn from the scores ---
+
+@dataclass(frozen=True)
+class CalibratedPlan:
+    """A calibrated model (label ~ Bernoulli(score)), so that its accuracy follows from its
+    scores alone, as a confidence-based estimate assumes; from ``change_period`` on, each row's
+    credit_score is pulled a share ``pull(period, periods)`` of the way to where the model is
+    undecided (log-odds times 1 - pull): covariate shift toward the decision boundary, the
+    relation between features and labels unchanged. Labels come ``label_delay_periods``
+    (uniform, in periods) after the prediction: after the window has closed."""
+
+    sharpness: float  # the model's log-odds: sharpness x those of positive_probability
+    pull: Callable[[int, int], float]
+    rows_per_period: int  # default size of a period
+    label_delay_periods: tuple[float, float]
+    reference_rows: int  # a calibration is as good as its labeled rows: more than the other scenarios
+
+
+def _covariate_pull(period: int, periods: int) -> float:
+    """No pull in the first half; then 0.55 (accuracy ~0.91 -> ~0.81 in one period), growing to 0.7 (~0.75)."""
+    change = periods // 2
+    if period < change:
+        return 0.0
+    return round(0.55 + 0.15 * (period - change) / max(1, periods - change - 1), 6)
+
+
+CALIBRATED_PLANS: dict[str, CalibratedPlan] = {
+    "covariate-shift": CalibratedPlan(3.5, _covariate_pull, 2500, (1.25, 4.0), 20_000),
+}
+PLANS["covariate-shift"] = Plan(
+    "loan-default",
+    "Calibrated scores (label ~ Bernoulli(score)), accuracy ~0.91; from the middle period on credit_score "
+    "moves toward the decision boundary (accuracy ~0.81, falling to ~0.75) while the relation between "
+    "features and labels stays: labels come 1.25-4 periods late, so only the scores foresee the fall.",
+    lambda p, n: 0.0,  # drawn, not constructed: see the period summaries' expected_accuracy
+    change_period=lambda n: n // 2,
+    drifted_features=("credit_score",),
+)
+
+
+def calibrated_probability(features: dict[str, np.ndarray], sharpness: float) -> np.ndarray:
+    """P(label = 1) of a calibrated scenario: the score and the law its labels are drawn from."""
+    return np.round(1.0 / (1.0 + np.exp(-sharpness * _logit(features))), 4)
+
+
+def pull_to_boundary(features: dict[str, np.ndarray], pull: float) -> dict[str, np.ndarray]:
+    """credit_score moved a share ``pull`` of the way to where the log-odds are 0 (their weight
+    on credit_score is -0.9 per 50 points), so the log-odds become (1 - pull) times theirs."""
+    if not pull:
+        return features
+    credit = features["credit_score"] + pull * _logit(features) * 50 / 0.9
+    return {**features, "credit_score": np.round(credit, 2)}
+
+
+def _calibrated_rows(rng: np.random.Generator, plan: CalibratedPlan, period: _Period, pull: float,
+                     ids: Sequence[str], model: str, model_version: str) -> tuple[list[dict[str, Any]], PeriodSummary]:
+    n = period.n
+    features = pull_to_boundary(_sample_features(rng, n, BASELINE), pull)
+    p1 = calibrated_probability(features, plan.sharpness)
+    prediction = (p1 >= 0.5).astype(np.int64)
+    ts = np.sort(period.start_ms + rng.integers(0, period.length_ms, n))
+    labeled = rng.random(n) >= UNLABELED_SHARE
+    label = (rng.random(n) < p1).astype(np.int64)
+    low, high = plan.label_delay_periods
+    actual_ts = ts + np.round(rng.uniform(low, high, n) * period.length_ms).astype(np.int64)
+    latency = np.round(rng.lognormal(math.log(12.0), 0.5, n), 2)
+    duplicate = rng.random(n) < DUPLICATE_SHARE
+    rows = _emit_rows(ids, model, model_version, features, p1, prediction, ts, labeled, label, actual_ts,
+                      latency, duplicate)
+    summary = PeriodSummary(
+        period=period.index,
+        start=iso_ms(np.array([period.start_ms]))[0],
+        rows=len(rows),
+        predictions=n,
+        labeled=int(labeled.sum()),
+        correct=int((labeled & (label == prediction)).sum()),
+        expected_accuracy=round(float(np.maximum(p1, 1 - p1).mean()), 6),
+    )
+    return rows, summary
+
+
+def _calibrated_reference(rng: np.random.Generator, plan: CalibratedPlan, n: int) -> list[dict[str, Any]]:
+    """Baseline rows with score, prediction and a label drawn from the score."""
+    features = _sample_features(rng, n, BASELINE)
+    p1 = calibrated_probability(features, plan.sharpness)
+    prediction = (p1 >= 0.5).astype(np.int64)
+    label = (rng.random(n) < p1).astype(np.int64)
+    columns = {name: values.tolist() for name, values in features.items()}
+    columns |= {"score": p1.tolist(), "prediction": prediction.tolist(), "label": label.tolist()}
+    return [{name: columns[name][i] for name in REFERENCE_COLUMNS} for i in range(n)]
+
+
+def _calibrated_scenario(name: str, plan: CalibratedPlan, seed: int, rows: int | None, periods: int,
+                         period_seconds: int, start: str | datetime, model: str | None,
+                         model_version: str) -> Scenario:
+    """:func:`generate` for the scenarios of :data:`CALIBRATED_PLANS` (default rows: rows_per_period each)."""
+    total = plan.rows_per_period * periods if rows is None else rows
+    _check_positive(rows=total, periods=periods, period_seconds=period_seconds)
+    if total < periods:
+        raise ValueError(f"rows={total} is fewer than periods={periods}: every period needs a row")
+    outline = PLANS[name]
+    model = model or outline.default_model
+    start_ms = parse_start(start)
+    rows_rng, reference_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    out: list[dict[str, Any]] = []
+    summaries: list[PeriodSummary] = []
+    first_id = 0
+    for p in range(periods):
+        n = total // periods + (1 if p < total % periods else 0)
+        period = _Period(p, n, start_ms + p * period_seconds * 1000, period_seconds * 1000, 0.0, BASELINE)
+        ids = [f"{name}-{seed}-{i:07d}" for i in range(first_id, first_id + n)]
+        period_rows, summary = _calibrated_rows(rows_rng, plan, period, plan.pull(p, periods), ids, model,
+                                                model_version)
+        out.extend(period_rows)
+        summaries.append(summary)
+        first_id += n
+    change = outline.change_period(periods)
+    return Scenario(
+        name=name,
+        description=outline.description,
+        model=model,
+        model_version=model_version,
+        seed=seed,
+        start=iso_ms(np.array([start_ms]))[0],
+        periods=periods,
+        period_seconds=period_seconds,
+        rows=out,
+        reference=_calibrated_reference(reference_rng, plan, plan.reference_rows),
+        expected_accuracy=[s.expected_accuracy for s in summaries],
+        period_summaries=summaries,
+        change_period=change,
+        change_start=summaries[change].start if change is not None and change < periods else None,
+        drifted_features=outline.drifted_features,
+    )
+
+
 # --- command line ---
 
 def summary_lines(scenario: Scenario) -> list[str]:
@@ -437,7 +589,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("name", choices=list(PLANS))
     parser.add_argument("--out", required=True, help="output file: .csv, .parquet or .jsonl")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rows", type=int, default=None, help="distinct requests (default 10000)")
+    parser.add_argument("--rows", type=int, default=None,
+                        help="distinct requests (default 10000; covariate-shift: 2500 per period)")
     parser.add_argument("--periods", type=int, default=20)
     parser.add_argument("--period-seconds", type=int, default=3600)
     parser.add_argument("--start", default=DEFAULT_START, help="ISO-8601 start of period 0")

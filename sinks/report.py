@@ -33,9 +33,10 @@ from sinks.query import QueryError, run_query
 from streams.settings import Settings, SettingsError, load_settings
 
 PREDICTION_DRIFT = ("__score__", "__prediction__")
-ACCURACY_SUBJECTS = ("accuracy", "error_rate")
+ACCURACY_SUBJECTS = ("accuracy", "error_rate", "estimated_accuracy")
 COLORS = {"accuracy": "#2563eb", "threshold": "#dc2626", "critical": "#dc2626",
-          "warning": "#f59e0b", "resolved": "#16a34a", "none": "#dcfce7", "small": "#fef3c7", "drift": "#fee2e2"}
+          "warning": "#f59e0b", "resolved": "#16a34a", "none": "#dcfce7", "small": "#fef3c7", "drift": "#fee2e2",
+          "estimate": "#9333ea"}
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#db2777", "#65a30d",
            "#4f46e5", "#b45309")
 NICE_WIDTHS_MS = tuple(s * 1000 for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200,
@@ -58,6 +59,10 @@ class Window:
     correct: int
     accuracy: float | None
     final: bool
+    # Accuracy foretold by the scores before labels, and its 95% interval (streams/estimate.py).
+    estimated: float | None = None
+    estimated_low: float | None = None
+    estimated_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -241,7 +246,8 @@ def condition_changes(alerts: Sequence[Alert]) -> list[Alert]:
 
 def accuracy_markers(alerts: Sequence[Alert], windows: Sequence[Window]) -> list[tuple[Alert, float]]:
     """Accuracy and ADWIN error-rate alerts placed on the accuracy line: at their window's accuracy,
-    else at the accuracy they report (1 - error rate for ADWIN). Alerts without a window are left out.
+    else at the accuracy they report (1 - error rate for ADWIN); estimated-accuracy alerts at the
+    estimate they report. Alerts without a window are left out.
 
     >>> a = Alert(3_600_000, 0, "firing", "warning", "error_rate_drift", "error_rate", 0.25, "")
     >>> [y for _, y in accuracy_markers([a], [])], [y for _, y in accuracy_markers([a], [Window(3_600_000, 10, 10, 9, 0.9, True)])]
@@ -252,7 +258,8 @@ def accuracy_markers(alerts: Sequence[Alert], windows: Sequence[Window]) -> list
     for alert in alerts:
         if alert.subject not in ACCURACY_SUBJECTS or alert.window_start_ms is None:
             continue
-        y = by_window.get(alert.window_start_ms)
+        # an estimate alert sits on the estimate it reports: the labels came later
+        y = alert.value if alert.subject == "estimated_accuracy" else by_window.get(alert.window_start_ms)
         if y is None and alert.value is not None:
             y = 1.0 - alert.value if alert.subject == "error_rate" else alert.value
         if y is not None:
@@ -353,9 +360,10 @@ def accuracy_figure(windows: Sequence[Window], alerts: Sequence[Alert], threshol
             hollow.set_gid("series-open-windows")
         ax.axhline(threshold, color=COLORS["threshold"], linewidth=1.2, linestyle=(0, (4, 3)),
                    label=f"ACCURACY_THRESHOLD {threshold:g}").set_gid("threshold")
+        estimated = _estimate_series(ax, xs, windows)
         placed = accuracy_markers(condition_changes(alerts), windows)
         marker_handles = _alert_markers(ax, placed)
-        values = [v for v in acc if not math.isnan(v)] + [threshold] + [y for _, y in placed]
+        values = [v for v in acc + estimated if not math.isnan(v)] + [threshold] + [y for _, y in placed]
         low, high = min(values), max(values)
         pad = max((high - low) * 0.12, 0.01)
         ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad) if high <= 1 else high + pad)
@@ -366,6 +374,24 @@ def accuracy_figure(windows: Sequence[Window], alerts: Sequence[Alert], threshol
         handles, _ = ax.get_legend_handles_labels()
         ax.legend(handles=handles + marker_handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         return _svg(fig)
+
+
+def _estimate_series(ax: Any, xs: Sequence[datetime], windows: Sequence[Window]) -> list[float]:
+    """The estimated accuracy beside the realized one, its 95% interval as a band (SVG ids
+    `series-estimated-accuracy`, `estimate-interval`); nothing without estimates. Returns the
+    values drawn, for the axis limits."""
+    if all(w.estimated is None for w in windows):
+        return []
+    est = [math.nan if w.estimated is None else w.estimated for w in windows]
+    low = [math.nan if w.estimated_low is None else w.estimated_low for w in windows]
+    high = [math.nan if w.estimated_high is None else w.estimated_high for w in windows]
+    band = ax.fill_between(xs, low, high, color=COLORS["estimate"], alpha=0.15, linewidth=0,
+                           label="estimate: 95% interval")
+    band.set_gid("estimate-interval")
+    (line,) = ax.plot(xs, est, color=COLORS["estimate"], linewidth=1.4, linestyle=(0, (2, 2)), marker="s",
+                      markersize=3, label="estimated from scores (before labels)")
+    line.set_gid("series-estimated-accuracy")
+    return est + low + high
 
 
 def psi_matrix(drift: Sequence[Drift]) -> tuple[list[str], list[int], list[list[float]]]:
@@ -654,10 +680,11 @@ def fetch(settings: Settings, model: str | None = None, version: str | None = No
         return versions.setdefault(key, VersionData(*key))
 
     _, rows = run_query(settings, f"SELECT model, model_version, {_ms('window_start')}, predictions, labeled, "
-                                  f"correct, accuracy, final FROM {db}.window_metrics FINAL {where} "
+                                  f"correct, accuracy, final, estimated_accuracy, estimated_accuracy_low, "
+                                  f"estimated_accuracy_high FROM {db}.window_metrics FINAL {where} "
                                   "ORDER BY model, model_version, window_start")
     for r in rows:
-        of(r).windows.append(Window(int(r[2]), int(r[3]), int(r[4]), int(r[5]), r[6], bool(r[7])))
+        of(r).windows.append(Window(int(r[2]), int(r[3]), int(r[4]), int(r[5]), r[6], bool(r[7]), *r[8:11]))
     _, rows = run_query(settings, f"SELECT model, model_version, {_ms('window_start')}, feature, psi, band "
                                   f"FROM {db}.feature_drift FINAL {where} ORDER BY model, model_version, "
                                   "window_start, feature")

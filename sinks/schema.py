@@ -76,7 +76,11 @@ TABLES: dict[str, str] = {
         label_coverage Nullable(Float64),
         final UInt8,
         updated_at {DT6},
-        late_labels UInt64
+        late_labels UInt64,
+        estimated_accuracy Nullable(Float64),
+        estimated_accuracy_low Nullable(Float64),
+        estimated_accuracy_high Nullable(Float64),
+        estimation_error Nullable(Float64)
     """,
     "feature_drift": f"""
         model LowCardinality(String),
@@ -174,7 +178,9 @@ def columns(table: str) -> list[str]:
 # Columns added after a release: stores created before get them on start (ALTER ... IF NOT EXISTS).
 ADDED_COLUMNS: dict[str, list[str]] = {
     "outcomes": ["late UInt8", "behind_watermark UInt8"],
-    "window_metrics": ["late_labels UInt64"],
+    "window_metrics": ["late_labels UInt64", "estimated_accuracy Nullable(Float64)",
+                       "estimated_accuracy_low Nullable(Float64)", "estimated_accuracy_high Nullable(Float64)",
+                       "estimation_error Nullable(Float64)"],
     "feature_drift": ["test LowCardinality(String)", "statistic Nullable(Float64)", "dof UInt32",
                       "p_value Nullable(Float64)"],
 }

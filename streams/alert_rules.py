@@ -34,6 +34,7 @@ ALERT_TYPES = (
     "error_rate_drift",
     "feature_drift",
     "prediction_drift",
+    "estimated_accuracy_below_threshold",
 )
 FLOAT_TOLERANCE = 1e-12
 

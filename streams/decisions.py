@@ -20,6 +20,7 @@ import orjson
 
 from streams import alert_rules as rules
 from streams.alert_rules import AccuracyEvidence, Alert, AlertBook, Condition
+from streams.estimate_alerts import estimated_accuracy_below_threshold
 from streams.outcome_stream import AccuracyLook, ErrorRateChange, StreamEvent
 from streams.settings import Settings
 from streams.stats import look_alpha, two_proportion_p, wilson_bounds
@@ -83,6 +84,18 @@ class AlertDecisions:
                 state.drift_clean[subject] = clean
                 if condition.active or clean >= CLEAN_WINDOWS_TO_RESOLVE:
                     out += self._observe(state, w, condition, now_ms)
+        return out
+
+    def on_closed_estimates(self, state: VersionState, newly_closed: list[int], now_ms: int) -> list[Alert]:
+        """estimated_accuracy_below_threshold of windows that closed, in window order
+        (:mod:`streams.estimate_alerts`)."""
+        out: list[Alert] = []
+        for w in newly_closed:
+            estimated = state.last_estimate.get(w)
+            if estimated is not None:
+                out += self._observe(state, w, estimated_accuracy_below_threshold(
+                    state.model, state.version, estimated, self.s.accuracy_threshold, self.s.min_labeled,
+                    state.baseline_accuracy), now_ms)
         return out
 
     @staticmethod

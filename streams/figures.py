@@ -258,3 +258,33 @@ def predictions_per_window_sql(db: str, model: str, version: str) -> str:
         "SELECT toUnixTimestamp64Milli(window_start) AS w, count() "
         f"FROM `{db}`.predictions FINAL WHERE {_version_filter(model, version)} GROUP BY w ORDER BY w"
     )
+
+
+def confidence_segments_sql(db: str, groups: Groups, knots: Mapping[Version, np.ndarray]) -> str | None:
+    """Per version, window and calibration segment (number of knots strictly below the
+    confidence): count, sum and sum of squares of the confidences, as exact decimals so that
+    every computation of a window gives the same estimate (:mod:`streams.estimate`)."""
+    knots = {version: k for version, k in knots.items() if version in groups}
+    if not knots:
+        return None
+    by_version = _per_version({version: _edges(k) for version, k in knots.items()})
+    c = "assumeNotNull(confidence)"
+    return (
+        f"SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS w, "
+        f"arrayCount(e -> e < {c}, {by_version}[model][model_version]) AS segment, count(), "
+        f"sum(toDecimal128({c}, 15)), sum(toDecimal128({c} * {c}, 15)) "
+        f"FROM `{db}`.predictions FINAL WHERE {_groups_filter({version: groups[version] for version in knots})} "
+        "AND confidence IS NOT NULL GROUP BY model, model_version, w, segment"
+    )
+
+
+def labeled_by_window_end_sql(db: str, groups: Groups, window_seconds: int) -> str | None:
+    """Per version and window: outcomes whose label came before the window ended, in event time
+    (what was known of the window when the watermark closed it, whatever the arrival order)."""
+    if not groups:
+        return None
+    return (
+        "SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS w, "
+        f"countIf(toUnixTimestamp64Milli(labeled_at) < w + {int(window_seconds) * 1000}) "
+        f"FROM `{db}`.outcomes FINAL WHERE {_groups_filter(groups)} GROUP BY model, model_version, w"
+    )

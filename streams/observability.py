@@ -177,6 +177,7 @@ class MonitorCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._flow()
         yield from self._versions()
+        yield from self._estimates()
         yield from self._sink()
 
     def _flow(self) -> Iterator[Metric]:
@@ -245,6 +246,19 @@ class MonitorCollector(Collector):
             for type_ in ALERT_TYPES:
                 firing.add_metric([*key, type_], firing_now[(model, version, type_)])
         yield from (accuracy, rolling, psi, watermark, firing)
+
+    def _estimates(self) -> Iterator[Metric]:
+        """Estimated accuracy (streams/estimate.py) of each version's newest window that has one."""
+        labels = ["model", "model_version", "bound"]
+        estimated = GaugeMetricFamily(PREFIX + "estimated_accuracy_ratio",
+                                      "Accuracy of the newest window estimated from its scores before labels "
+                                      "(bound: estimate, or the 95% interval's low / high).", labels=labels)
+        for (model, version), state in sorted(self.monitor.versions.items()):
+            if state.last_estimate:
+                e = state.last_estimate[max(state.last_estimate)].estimate
+                for bound, value in (("estimate", e.accuracy), ("low", e.low), ("high", e.high)):
+                    estimated.add_metric([model, version, bound], value)
+        yield estimated
 
     def _sink(self) -> Iterator[Metric]:
         store = self.monitor.store

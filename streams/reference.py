@@ -1,8 +1,9 @@
 """The reference a model version's windows are compared with.
 
 Built from rows of raw values: the REFERENCE_PATH file (optional ``score``,
-``prediction``, ``label``, ``model``/``model_version``; every other column is a
-feature) or the version's first window with at least MIN_LABELED predictions.
+``scores`` (class -> probability), ``prediction``, ``label``, ``model``/``model_version``;
+every other column is a feature; labeled rows with a score calibrate the estimated
+accuracy, :mod:`streams.estimate`) or the version's first window with at least MIN_LABELED predictions.
 A feature is numeric when every non-null reference value is a number (bools are
 categorical); categorical values are compared in canonical form.
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.canonical import canonical_class
+from streams.estimate import Calibration, confidence_of, fit_calibration
 from streams.psi import (
     CategoricalReference,
     FeatureReference,
@@ -30,7 +32,7 @@ from streams.psi import (
 
 SCORE_SUBJECT = "__score__"
 PREDICTION_SUBJECT = "__prediction__"
-RESERVED_COLUMNS = frozenset({"score", "prediction", "label", "model", "model_version"})
+RESERVED_COLUMNS = frozenset({"score", "scores", "prediction", "label", "model", "model_version"})
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class Reference:
     window_start_ms: int | None = None
     rows: int = 0
     drift_subjects: dict[str, FeatureReference] = field(default_factory=dict)
+    # Confidence -> P(correct) from the labeled rows with a score (streams/estimate.py); None
+    # without them (a reference chosen from a window has no labels): no estimated accuracy.
+    calibration: Calibration | None = None
 
     def __post_init__(self) -> None:
         subjects: dict[str, FeatureReference] = dict(self.features)
@@ -81,6 +86,8 @@ def build_reference(
     scores: list[float] = []
     predictions: list[str] = []
     matches = 0
+    confidences: list[float] = []
+    corrects: list[bool] = []
     labeled = 0
     count = 0
     for row in rows:
@@ -96,6 +103,10 @@ def build_reference(
             if label is not None:
                 labeled += 1
                 matches += canonical_class(prediction) == canonical_class(label)
+                confidence = confidence_of(score, row.get("scores"))
+                if confidence is not None:
+                    confidences.append(confidence)
+                    corrects.append(canonical_class(prediction) == canonical_class(label))
     features = {}
     for name, values in columns.items():
         ref = feature_reference(values, bins)
@@ -109,6 +120,7 @@ def build_reference(
         source=source,
         window_start_ms=window_start_ms,
         rows=count,
+        calibration=fit_calibration(confidences, corrects),
     )
 
 

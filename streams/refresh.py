@@ -139,6 +139,8 @@ class RefreshJob:
                                           now_ms, self.publish)
         await self.publish([a for v in plan.versions
                             for a in self.decisions.on_closed_windows(v.state, v.newly_closed, now_ms)])
+        await self.publish([a for v in plan.versions
+                            for a in self.decisions.on_closed_estimates(v.state, v.newly_closed, now_ms)])
         checkpoints = [[self.s.app_id, v.state.model, v.state.version, v.watermark_ms, time.time()]
                        for v in plan.versions if v.watermark_ms != v.state.evaluated_watermark]
         await self.store.insert("checkpoints", checkpoints)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from river import metrics, utils
 
 from streams.alert_rules import DriftEvidence
+from streams.estimate import WindowEstimate
 from streams.outcome_stream import OutcomeStream
 from streams.progress import Source
 from streams.reference import Reference, ReferenceFile
@@ -50,6 +51,7 @@ class VersionState:
     drift_clean: dict[str, int] = field(default_factory=dict)  # subject -> closed windows without drift in a row
     last_figures: dict[int, tuple[int, int, float | None]] = field(default_factory=dict)
     refreshed_watermark_ms: int = 0  # the watermark of the last rows written
+    last_estimate: dict[int, WindowEstimate] = field(default_factory=dict)  # estimated accuracy per window
 
     @property
     def binary(self) -> bool:

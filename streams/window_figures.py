@@ -25,6 +25,7 @@ from streams.reference import Reference, build_reference
 from streams.settings import Settings
 from streams.stats import homogeneity_test, per_test_level
 from streams.versions import VersionRefresh, VersionState, seconds
+from streams.window_estimates import estimate_columns, window_estimates
 from streams.windows import window_end_ms
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class WindowFigures:
         now = time.time()
         groups = {(v.state.model, v.state.version): windows for v, windows in targets}
         counts = await self.counts(groups)
+        estimates = await window_estimates(self.store, [(v.state, windows) for v, windows in targets],
+                                           self.s.window_seconds)
         metrics_rows = []
         for v, windows in targets:
             state = v.state
@@ -87,6 +90,9 @@ class WindowFigures:
                 c = per_window.get(w, figures.WindowCounts())
                 fig = classification_figures(c.confusion, self.s.positive_label, binary=v.binary)
                 state.last_figures[w] = (fig.labeled, fig.correct, fig.accuracy)
+                estimated = estimates.get((state.model, state.version), {}).get(w)
+                if estimated is not None:
+                    state.last_estimate[w] = estimated
                 metrics_rows.append([
                     state.model, state.version, seconds(w), seconds(window_end_ms(w, self.s.window_seconds)),
                     c.predictions, fig.labeled, fig.correct, fig.accuracy, fig.precision, fig.recall, fig.f1,
@@ -94,6 +100,7 @@ class WindowFigures:
                     float(c.confidence_sum / c.confidence_n) if c.confidence_n else None,
                     v.rolling_accuracy, fig.labeled / c.predictions if c.predictions else None,
                     int(w in state.final), now, c.late_labels,
+                    *estimate_columns(estimated, fig.accuracy),
                 ])
         drift_rows = await self.drift_rows([(v.state, windows) for v, windows in targets], now)
         return metrics_rows, drift_rows

@@ -1,9 +1,10 @@
 """`make demo`: the whole product on the embedded stack, start to finish.
 
 Starts the local broker (or reuses it), creates this run's topics, starts the
-worker, replays the `degradation` and `feature-drift` scenarios, waits until the
-worker has read every acknowledged message and refreshed its figures, prints
-accuracy per window, drift and alerts, stops the worker with SIGTERM, writes the
+worker with the scenarios' reference file (their labeled rows calibrate the estimated
+accuracy), replays the `degradation`, `feature-drift` and `covariate-shift` scenarios,
+waits until the worker has read every acknowledged message and refreshed its figures,
+prints accuracy per window beside the accuracy estimated before labels, drift and alerts, stops the worker with SIGTERM, writes the
 HTML report (`.data/demo/report.html`) and says how to query what it wrote.
 """
 
@@ -28,7 +29,8 @@ from streams.settings import Settings, load_settings
 from tools.broker import DEFAULT_HOST, free_port, port_answers, running_broker, start_broker
 from tools.topics import create_topics, topic_env
 
-SCENARIOS = ("degradation", "feature-drift")
+SCENARIOS = ("degradation", "feature-drift", "covariate-shift")
+SCENARIO_ARGS: dict[str, dict[str, Any]] = {"covariate-shift": {"periods": 10}}  # 2,500 predictions a window
 console = Console(width=None if sys.stdout.isatty() else 150)
 
 
@@ -99,7 +101,7 @@ def _replay(settings: Settings) -> int:
 
     total = 0
     for name in SCENARIOS:
-        scenario = generate(name)
+        scenario = generate(name, **SCENARIO_ARGS.get(name, {}))
         result = replay(enumerate(scenario.rows, start=1), settings)
         if not result.ok:
             raise SystemExit(f"demo: replay of {name} failed: {result.first_error}")
@@ -110,12 +112,34 @@ def _replay(settings: Settings) -> int:
     return total
 
 
+def _write_reference(path: Path) -> Path:
+    """The demo scenarios' reference rows, one reference per model version (REFERENCE_PATH)."""
+    from producers.scenarios import generate
+
+    with path.open("wb") as out:
+        for name in SCENARIOS:
+            s = generate(name, **SCENARIO_ARGS.get(name, {}))
+            for row in s.reference:
+                out.write(orjson.dumps({**row, "model": s.model, "model_version": s.model_version}) + b"\n")
+    return path
+
+
+def _estimated(r: dict[str, Any], threshold: float) -> str:
+    """The estimate before labels and its 95% interval; red when the interval lies below the SLO."""
+    if r["estimated_accuracy"] is None:
+        return "-"
+    text = f"{r['estimated_accuracy']:.3f} [{r['estimated_accuracy_low']:.3f}-{r['estimated_accuracy_high']:.3f}]"
+    return f"[red]{text}[/red]" if r["estimated_accuracy_high"] < threshold else text
+
+
 def _print_accuracy(port: int, settings: Settings) -> None:
     rows = _query(port, "SELECT model, model_version, window_start, predictions, labeled, accuracy, "
+                        "estimated_accuracy, estimated_accuracy_low, estimated_accuracy_high, "
                         "rolling_accuracy, final FROM monitoring.window_metrics FINAL "
                         "ORDER BY model, model_version, window_start")
-    table = Table(title=f"Accuracy per window (threshold {settings.accuracy_threshold:.0%})")
-    for column in ("model", "window", "predictions", "labeled", "accuracy", "rolling", "final"):
+    table = Table(title=f"Accuracy per window (threshold {settings.accuracy_threshold:.0%}) and the accuracy "
+                        "estimated from the scores before labels (95% interval)")
+    for column in ("model", "window", "predictions", "labeled", "accuracy", "estimated", "rolling", "final"):
         table.add_column(column, justify="right" if column not in ("model", "window") else "left")
     for r in rows:
         accuracy = r["accuracy"]
@@ -124,7 +148,8 @@ def _print_accuracy(port: int, settings: Settings) -> None:
             shown = f"[red]{shown}[/red]"
         rolling = "-" if r["rolling_accuracy"] is None else f"{r['rolling_accuracy']:.3f}"
         table.add_row(f"{r['model']}/{r['model_version']}", str(r["window_start"])[5:16], str(r["predictions"]),
-                      str(r["labeled"]), shown, rolling, "yes" if r["final"] else "")
+                      str(r["labeled"]), shown, _estimated(r, settings.accuracy_threshold), rolling,
+                      "yes" if r["final"] else "")
     console.print(table)
 
 
@@ -187,6 +212,8 @@ def main() -> int:
     bootstrap = _broker(base, data_dir)
     web_port = base.web_port if not port_answers("127.0.0.1", base.web_port) else free_port()
     env = demo_env(run_id, bootstrap, store, web_port)
+    if not os.environ.get("REFERENCE_PATH"):
+        env["REFERENCE_PATH"] = str(_write_reference(store.parent / "reference.jsonl").resolve())
     settings = load_settings({**os.environ, **env})
     created = create_topics(settings)
     console.print(f"Created topics: {', '.join(created)}")

@@ -40,6 +40,8 @@ PANEL_COLUMNS: dict[tuple[str, str], list[str]] = {
                       "message"],
     ("Window figures", "A"): ["window_start", "model_version", "predictions", "labeled", "correct", "accuracy",
                               "precision", "recall", "f1", "rolling_accuracy", "final"],
+    ("Estimated vs realized accuracy", "A"): ["time", "model_version", "accuracy", "estimated_accuracy",
+                                             "estimated_accuracy_low", "estimated_accuracy_high"],
 }
 ANNOTATION_COLUMNS = ["time", "timeEnd", "title", "text", "tags"]
 

@@ -141,6 +141,11 @@ async def _scenario() -> str:
     metrics.observe_batch(events, started)
     await asyncio.sleep(0.3)  # every partition quiet (MONITOR_IDLE_SECONDS): the watermark is the latest event
     await monitor.refresh()  # facts stored, figures computed, windows 0 and 1 closed and final
+    # No scores nor labeled reference here: an estimate as the refresh of a calibrated version leaves it.
+    from streams.estimate import AccuracyEstimate, WindowEstimate
+    monitor.versions[("m", "v1")].last_estimate.update({
+        0: WindowEstimate(AccuracyEstimate(0.5, 0.4, 0.6, 4, 0.05), 3),
+        60_000: WindowEstimate(AccuracyEstimate(0.8, 0.7, 0.9, 3, 0.05), 0)})
     text = metrics.exposition().decode()
     await store.close()
     return text
@@ -256,3 +261,9 @@ def test_sink_figures(scraped):
 
 if __name__ == "__main__":
     sys.stdout.write(asyncio.run(_scenario()))
+
+
+def test_estimated_accuracy_of_the_newest_window_with_an_estimate(scraped):
+    key = (("model", "m"), ("model_version", "v1"))
+    assert [scraped[("model_monitor_estimated_accuracy_ratio", (("bound", b), *key))]
+            for b in ("estimate", "low", "high")] == [0.8, 0.7, 0.9]

@@ -212,3 +212,17 @@ def test_report_is_one_page_without_script_or_external_asset() -> None:
     assert "No alerts." in page and "No joined outcomes yet." in page
     assert "Generated 2026-01-06 08:00:00 UTC" in page
     assert len(cells(page)) == 2
+
+
+def test_the_estimate_is_drawn_beside_the_accuracy_and_its_alert_on_it():
+    from sinks.report import Alert, Window, accuracy_figure, accuracy_markers, drift_markers
+
+    windows = [Window(0, 100, 80, 72, 0.9, True, 0.89, 0.86, 0.92),
+               Window(3_600_000, 100, 0, 0, None, False, 0.8, 0.77, 0.83)]
+    alert = Alert(3_600_000, 5, "firing", "warning", "estimated_accuracy_below_threshold", "estimated_accuracy",
+                  0.8, "")
+    assert [y for _, y in accuracy_markers([alert], windows)] == [0.8]
+    assert drift_markers([alert]) == []
+    svg = accuracy_figure(windows, [alert], 0.85)
+    assert 'id="series-estimated-accuracy"' in svg and 'id="estimate-interval"' in svg
+    assert 'id="series-estimated-accuracy"' not in accuracy_figure([Window(0, 1, 1, 1, 1.0, True)], [], 0.85)
