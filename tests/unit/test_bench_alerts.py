@@ -24,6 +24,7 @@ HOUR_MS = 3_600_000
 ERD = ("error_rate_drift", "error_rate")
 BELOW = ("accuracy_below_threshold", "accuracy")
 DROP = ("accuracy_drop", "accuracy")
+EST = ("estimated_accuracy_below_threshold", "estimated_accuracy")
 
 
 def _iso(ms: int) -> str:
@@ -61,7 +62,7 @@ def plan_truth(name: str, periods: int = 20) -> dict[tuple[str, str], int]:
 def test_truth_of_every_builtin_scenario() -> None:
     assert plan_truth("stable") == {}
     assert plan_truth("stable", periods=100) == {}
-    assert plan_truth("degradation") == {BELOW: 5, DROP: 2, ERD: 1}
+    assert plan_truth("degradation") == {BELOW: 5, EST: 5, DROP: 2, ERD: 1}
     assert plan_truth("feature-drift") == {
         ("feature_drift", "age"): 10, ("feature_drift", "income"): 10, ("feature_drift", "is_premium"): 10,
         ("prediction_drift", "__score__"): 10, ("prediction_drift", "__prediction__"): 10}
@@ -69,6 +70,15 @@ def test_truth_of_every_builtin_scenario() -> None:
         DROP: 12, ERD: 12, ("feature_drift", "avg_transaction"): 12, ("feature_drift", "credit_score"): 12,
         ("feature_drift", "region"): 12, ("prediction_drift", "__score__"): 12,
         ("prediction_drift", "__prediction__"): 12}
+
+
+def test_truth_and_target_of_covariate_shift() -> None:
+    """Accuracy falls from ~0.90 to ~0.81 at the middle period, where credit_score moves: the
+    estimate must be below the SLO in that first window."""
+    scenario = generate("covariate-shift", rows=20 * 300)
+    allowed = ba.scenario_truth(scenario, load_settings({}))
+    assert allowed[BELOW] == allowed[EST] == allowed[DROP] == allowed[("feature_drift", "credit_score")] == 10
+    assert ba.scenario_targets(scenario, allowed) == (ba.Target(*EST, 10),)
 
 
 def test_truth_edges() -> None:
@@ -83,7 +93,7 @@ def test_scenario_truth_and_targets_from_generated_scenarios() -> None:
     settings = load_settings({})
     degradation = generate("degradation", rows=400)
     allowed = ba.scenario_truth(degradation, settings)
-    assert allowed == {BELOW: 5, DROP: 2, ERD: 1}
+    assert allowed == {BELOW: 5, EST: 5, DROP: 2, ERD: 1}
     assert ba.scenario_targets(degradation, allowed) == (ba.Target("error_rate_drift", "error_rate", 5),)
     drift = generate("feature-drift", rows=400)
     allowed = ba.scenario_truth(drift, settings)
@@ -98,7 +108,7 @@ def test_scenario_truth_and_targets_from_generated_scenarios() -> None:
 
 def test_every_run_is_a_builtin_scenario_and_the_long_run_has_400k_events() -> None:
     assert [s.name for s in ba.RUNS] == ["stable", "degradation", "feature-drift", "sudden-drift",
-                                         "stable-long", "stable-small"]
+                                         "covariate-shift", "stable-long", "stable-small"]
     assert {s.scenario for s in ba.RUNS} == set(PLANS)
     long = next(s for s in ba.RUNS if s.name == "stable-long")
     # events = every prediction row + every label: rows * (1 + 0.5% duplicates) + 95% labeled, with margin
@@ -246,7 +256,7 @@ def test_evaluate_and_report(monkeypatch: pytest.MonkeyPatch) -> None:
     evaluated = {mode: ba.evaluate(r, scenario, allowed, targets, times) for mode, r in results.items()}
     e = evaluated["backlog"]
     assert e.classified.counts() == {"firing": 4, "resolved": 1, "false": 1, "flaps": 1, "repeats": 0, "orphans": 0}
-    assert e.delays == {BELOW: 1, DROP: -1, ERD: 1}
+    assert e.delays == {BELOW: 1, EST: None, DROP: -1, ERD: 1}
     assert e.label_delay == ba.labels_between(times, START_MS + HOUR_MS, START_MS + 2 * HOUR_MS)
     assert e.label_delay > 0
     assert e.targets == [("false alerts = 0", False, "1"), ("flaps = 0", False, "1"), ("repeats = 0", True, "0"),
