@@ -137,9 +137,10 @@ class ModelConfig:
     versions: Mapping[tuple[str, str], ModelSettings] = field(default_factory=dict)
     path: str = ""
 
-    def settings_for(self, model: str, version: str) -> ModelSettings:
-        """The most specific level the file names for this version (unknown models: the defaults)."""
-        found = self.versions.get((model, version))
+    def settings_for(self, model: str, version: str | None = None) -> ModelSettings:
+        """The most specific level the file names for this version (unknown models: the defaults;
+        no version: the model's own level)."""
+        found = None if version is None else self.versions.get((model, version))
         if found is not None:
             return found
         return self.models.get(model, self.defaults)

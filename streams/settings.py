@@ -77,7 +77,7 @@ class Settings:
     monitor_config: str = ""
     model_config: ModelConfig | None = field(default=None, repr=False, compare=False)
 
-    def for_model(self, model: str, version: str) -> ModelSettings:
+    def for_model(self, model: str, version: str | None = None) -> ModelSettings:
         """A model version's SLO, bands, positive label, reference and ignored features:
         MONITOR_CONFIG's most specific level, else the environment's values."""
         if self.model_config is not None:

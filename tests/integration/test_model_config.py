@@ -170,6 +170,36 @@ def test_no_other_alerts(runs):
                          "WHERE type != 'accuracy_below_threshold'") == []
 
 
+def _settings(run: WorkerRun):  # type: ignore[no-untyped-def]
+    from streams.settings import load_settings
+
+    return load_settings({**os.environ, **run.env})
+
+
+def test_mcp_tools_show_each_versions_own_slo(runs):
+    from sinks.mcp import MonitorTools
+
+    got = MonitorTools(_settings(runs["per_model"])).get_model_accuracy("weak")
+    assert (got["accuracy_threshold"], got["min_labeled"]) == (0.70, 50)
+    assert [(v["model_version"], v["accuracy_threshold"], v["min_labeled"], len(v["windows_below_threshold"]))
+            for v in got["versions"]] == [("v1", 0.70, 50, 0), ("v2", 0.88, 40, WINDOWS)]
+    good = MonitorTools(_settings(runs["per_model"])).get_model_accuracy("good")
+    assert good["accuracy_threshold"] == 0.90 and good["versions"][0]["windows_below_threshold"] == []
+    drift = MonitorTools(_settings(runs["per_model"])).detect_data_drift("weak")
+    assert [(v["psi_warn"], v["psi_alert"]) for v in drift["versions"]] == [(0.1, 0.2), (0.1, 0.2)]
+
+
+def test_report_shows_each_versions_own_slo(runs, tmp_path):
+    from sinks.report import write_report
+
+    out = tmp_path / "report.html"
+    assert write_report(_settings(runs["per_model"]), out) == 3
+    page = out.read_text()
+    slo = [part.split("</div>")[0].split()[0] for part in page.split('accuracy SLO / PSI bands</div><div class="v">')[1:]]
+    assert slo == ["0.9", "0.7", "0.88"]  # good/v1, weak/v1, weak/v2
+    assert "ACCURACY_THRESHOLD 0.88" in page  # the threshold line of weak/v2's accuracy figure
+
+
 def _worker_with(config: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(Path(sys.executable).parent / "faust"), "-A", "streams.app", "worker", "-l", "info"],
                           env={**os.environ, "MONITOR_CONFIG": str(config)}, cwd=cwd, capture_output=True,
