@@ -150,6 +150,16 @@ class ModelConfig:
         return [self.defaults, *self.models.values(), *self.versions.values()]
 
 
+def settings_row(model: str, version: str, s: ModelSettings, source: str, now: float) -> list[Any]:
+    """The ``model_settings`` row of a model version: what its figures and alerts were decided with.
+
+    >>> settings_row("m", "v1", ModelSettings(ignore_features=frozenset({"b", "a"})), "environment", 0.0)
+    ['m', 'v1', 0.85, 0.05, 50, 0.1, 0.2, '1', '', ['a', 'b'], 'environment', 0.0]
+    """
+    return [model, version, s.accuracy_threshold, s.degradation_threshold, s.min_labeled, s.psi_warn, s.psi_alert,
+            s.positive_label, s.reference_path, sorted(s.ignore_features), source, now]
+
+
 class _Reader:
     """Checks one file's tables; every error names the file and the full dotted key."""
 

@@ -52,6 +52,7 @@ class VersionState:
     last_figures: dict[int, tuple[int, int, float | None]] = field(default_factory=dict)
     refreshed_watermark_ms: int = 0  # the watermark of the last rows written
     config: ModelSettings = field(default_factory=ModelSettings)  # MONITOR_CONFIG, resolved when first seen
+    config_stored: bool = False  # its model_settings row written by this worker
 
     @property
     def binary(self) -> bool:

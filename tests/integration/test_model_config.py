@@ -170,6 +170,18 @@ def test_no_other_alerts(runs):
                          "WHERE type != 'accuracy_below_threshold'") == []
 
 
+def test_each_versions_settings_are_stored(runs, tmp_path):
+    sql = ("SELECT model, model_version, accuracy_threshold, degradation_threshold, min_labeled, psi_warn, psi_alert, "
+           "positive_label, ignore_features, source FROM monitoring.model_settings FINAL ORDER BY model, model_version")
+    config = runs["per_model"].env["MONITOR_CONFIG"]
+    assert runs["per_model"].query(sql) == [
+        ("good", "v1", 0.90, 0.05, 50, 0.1, 0.2, "1", [], config),
+        ("weak", "v1", 0.70, 0.05, 50, 0.1, 0.2, "fraud", ["session"], config),
+        ("weak", "v2", 0.88, 0.05, 40, 0.1, 0.2, "fraud", ["session"], config)]
+    assert runs["global"].query(sql) == [
+        (model, version, 0.90, 0.05, 50, 0.1, 0.2, "1", [], "environment") for model, version in ACCURACY]
+
+
 def _settings(run: WorkerRun):  # type: ignore[no-untyped-def]
     from streams.settings import load_settings
 
