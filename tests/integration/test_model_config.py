@@ -138,14 +138,15 @@ def test_the_same_input_gives_the_same_figures_apart_from_the_positive_label(run
 
 def test_the_models_own_positive_label_gives_precision_recall_and_score(runs):
     truth = runs["truth"]
-    sql = ("SELECT model_version, toUnixTimestamp64Milli(window_start), precision, recall FROM "
+    sql = ("SELECT model_version, toUnixTimestamp64Milli(window_start), precision, recall, positive_rate FROM "
            "monitoring.window_metrics FINAL WHERE model = 'weak' ORDER BY model_version, window_start")
-    for version, w, precision, recall in runs["per_model"].query(sql):
+    for version, w, precision, recall, positive_rate in runs["per_model"].query(sql):
         c = truth[("weak", version, w)]
         assert precision == pytest.approx(c["tp"] / (c["tp"] + c["fp"]), abs=1e-12)
         assert recall == pytest.approx(c["tp"] / (c["tp"] + c["fn"]), abs=1e-12)
-    # With the global POSITIVE_LABEL (1) no weak prediction is positive: no precision.
-    assert {r[2] for r in runs["global"].query(sql)} == {None}
+        assert positive_rate == (c["tp"] + c["fp"]) / PER_WINDOW
+    # With the global POSITIVE_LABEL (1) no weak prediction is positive: no precision, positive_rate 0.
+    assert {(r[2], r[4]) for r in runs["global"].query(sql)} == {(None, 0.0)}
     scores = dict(runs["per_model"].query("SELECT request_id, score FROM monitoring.predictions FINAL "
                                           "WHERE model = 'weak'"))
     want = {rid: p for c in truth.values() for rid, p in c["scores"].items()}
