@@ -10,7 +10,7 @@ The server reaches the store exactly as ``python -m sinks.query`` does
 the running worker's ``/query`` page, or, with no worker, by opening it for the one query
 and closing it again, so a worker can start at any time. Settings come from the same
 environment variables as the worker's (CLICKHOUSE_URL, MONITOR_WEB_PORT, ACCURACY_THRESHOLD,
-PSI_WARN, PSI_ALERT, MIN_LABELED ...).
+PSI_WARN, PSI_ALERT, MIN_LABELED ..., and MONITOR_CONFIG for per-model SLOs and PSI bands).
 
 Times in and out are ISO-8601 in UTC (``2026-01-05T10:00:00Z``); a time without an offset
 is read as UTC. Time ranges are half-open, ``[since, until)``, on event time: a window's
@@ -260,15 +260,19 @@ class MonitorTools:
                 "window_start": iso(r[1]), "window_end": iso(r[2]), "predictions": r[3], "labeled": r[4],
                 "correct": r[5], "accuracy": r[6], "precision": r[7], "recall": r[8], "f1": r[9],
                 "rolling_accuracy": r[10], "final": bool(r[11])})
-        threshold, min_labeled = self.settings.accuracy_threshold, self.settings.min_labeled
+        own = self.settings.for_model(model)  # the model's SLO (MONITOR_CONFIG), versions may have their own
+        threshold, min_labeled = own.accuracy_threshold, own.min_labeled
         versions = []
         for name, windows in by_version.items():
             labeled = sum(w["labeled"] for w in windows)
             correct = sum(w["correct"] for w in windows)
-            below = [w["window_start"] for w in windows
-                     if w["labeled"] >= min_labeled and w["accuracy"] is not None and w["accuracy"] < threshold]
+            slo = self.settings.for_model(model, name)
+            below = [w["window_start"] for w in windows if w["labeled"] >= slo.min_labeled
+                     and w["accuracy"] is not None and w["accuracy"] < slo.accuracy_threshold]
             versions.append({
                 "model_version": name,
+                "accuracy_threshold": slo.accuracy_threshold,
+                "min_labeled": slo.min_labeled,
                 "windows_listed": len(windows),
                 "predictions": sum(w["predictions"] for w in windows),
                 "labeled": labeled,
@@ -326,8 +330,11 @@ class MonitorTools:
                 })
             summary.sort(key=lambda s: (s["latest_psi"] is None, -(s["latest_psi"] or 0.0), s["subject"]))
             drifting = [s["subject"] for s in summary if s["drifting"]]
+            bands = self.settings.for_model(model, name)
             versions.append({
                 "model_version": name,
+                "psi_warn": bands.psi_warn,
+                "psi_alert": bands.psi_alert,
                 "windows": [iso(w) for w in windows],
                 "latest_window_start": iso(latest_window),
                 "drift_detected": bool(drifting),
@@ -335,11 +342,12 @@ class MonitorTools:
                 "prediction_drift": [s for s in drifting if s in PREDICTION_SUBJECTS],
                 "subjects": summary,
             })
+        own = self.settings.for_model(model)  # the model's PSI bands (MONITOR_CONFIG), versions may have their own
         rule = (f"PSI >= {threshold}" if threshold is not None else
-                f"the monitor's verdict: PSI >= PSI_WARN ({self.settings.psi_warn}) and a chi-square test significant "
+                f"the monitor's verdict: PSI >= PSI_WARN ({own.psi_warn}) and a chi-square test significant "
                 f"at DRIFT_FALSE_ALARM_RATE ({self.settings.drift_false_alarm_rate}) per version and window")
         answer: dict[str, Any] = {"model": model, "last_windows": last_windows, "drift_rule": rule,
-                                  "psi_warn": self.settings.psi_warn, "psi_alert": self.settings.psi_alert,
+                                  "psi_warn": own.psi_warn, "psi_alert": own.psi_alert,
                                   "versions": versions}
         if not versions:
             answer["note"] = self._versions_note(model, version)

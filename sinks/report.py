@@ -19,7 +19,7 @@ import io
 import math
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,6 +115,16 @@ class Limits:
     accuracy_threshold: float
     psi_warn: float
     psi_alert: float
+
+
+def version_limits(settings: Settings, model: str, version: str) -> Limits:
+    """A version's own SLO and PSI bands: MONITOR_CONFIG's, else the environment's.
+
+    >>> version_limits(Settings(accuracy_threshold=0.9), "m", "v1")
+    Limits(accuracy_threshold=0.9, psi_warn=0.1, psi_alert=0.2)
+    """
+    own = settings.for_model(model, version)
+    return Limits(own.accuracy_threshold, own.psi_warn, own.psi_alert)
 
 
 # --- small pure helpers ------------------------------------------------------------------------
@@ -625,20 +635,24 @@ def summary(data: VersionData) -> dict[str, str]:
     }
 
 
-def render_report(versions: Sequence[VersionData], limits: Limits, source: str, generated: datetime) -> str:
-    """The whole HTML document."""
+def render_report(versions: Sequence[VersionData], limits: Limits, source: str, generated: datetime,
+                  own_limits: Mapping[tuple[str, str], Limits] | None = None) -> str:
+    """The whole HTML document; ``own_limits``: versions with their own SLO and PSI bands (MONITOR_CONFIG)."""
     sections = []
     for n, data in enumerate(versions):
+        version_limits = (own_limits or {}).get((data.model, data.version), limits)
         sections.append({
+            "limits": version_limits,
             "anchor": f"version-{n + 1}",
             "model": data.model,
             "version": data.version,
             "summary": summary(data),
-            "accuracy": Markup(accuracy_figure(data.windows, data.alerts, limits.accuracy_threshold))
+            "accuracy": Markup(accuracy_figure(data.windows, data.alerts, version_limits.accuracy_threshold))
             if data.windows else None,
-            "heatmap": Markup(psi_heatmap(data.drift, limits.psi_warn, limits.psi_alert)) if data.drift else None,
-            "psi_lines": Markup(psi_lines_figure(data.drift, data.alerts, limits.psi_warn, limits.psi_alert))
+            "heatmap": Markup(psi_heatmap(data.drift, version_limits.psi_warn, version_limits.psi_alert))
             if data.drift else None,
+            "psi_lines": Markup(psi_lines_figure(data.drift, data.alerts, version_limits.psi_warn,
+                                                 version_limits.psi_alert)) if data.drift else None,
             "delays": Markup(delay_figure(data.delays)) if data.delays and data.delays.count else None,
             "delay_note": delay_note(data.delays),
             "alerts": Markup(alerts_table_html(data.alerts)) if data.alerts else None,
@@ -719,7 +733,9 @@ def write_report(settings: Settings, out: Path, model: str | None = None, versio
         raise ReportError(f"no figures in {parse_target(settings.clickhouse_dsn()).describe()}"
                           + (f" for {which}" if which else ""))
     limits = Limits(settings.accuracy_threshold, settings.psi_warn, settings.psi_alert)
-    page = render_report(versions, limits, parse_target(settings.clickhouse_dsn()).describe(), datetime.now(UTC))
+    own = {(v.model, v.version): version_limits(settings, v.model, v.version) for v in versions}
+    page = render_report(versions, limits, parse_target(settings.clickhouse_dsn()).describe(), datetime.now(UTC),
+                         own)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return len(versions)

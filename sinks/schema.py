@@ -154,6 +154,21 @@ TABLES: dict[str, str] = {
         drained UInt8,
         updated_at {DT6}
     """,
+    # Each model version's own settings as the worker resolved them (MONITOR_CONFIG, else the environment).
+    "model_settings": f"""
+        model String,
+        model_version String,
+        accuracy_threshold Float64,
+        degradation_threshold Float64,
+        min_labeled UInt32,
+        psi_warn Float64,
+        psi_alert Float64,
+        positive_label String,
+        reference_path String,
+        ignore_features Array(String),
+        source String,
+        updated_at {DT6}
+    """,
 }
 
 ENGINES: dict[str, str] = {
@@ -167,6 +182,7 @@ ENGINES: dict[str, str] = {
     "checkpoints": "ReplacingMergeTree(updated_at) ORDER BY (app_id, model, model_version)",
     "stream_checkpoints": "ReplacingMergeTree(released_ms) ORDER BY (app_id, model, model_version)",
     "partition_progress": "ReplacingMergeTree(updated_at) ORDER BY (app_id, topic, partition, model, model_version)",
+    "model_settings": "ReplacingMergeTree(updated_at) ORDER BY (model, model_version)",
 }
 
 

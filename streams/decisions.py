@@ -50,7 +50,8 @@ class AlertDecisions:
         return self._accuracy(state, event, now_ms)
 
     def _accuracy(self, state: VersionState, look: AccuracyLook, now_ms: int) -> tuple[list[Alert], bool]:
-        if look.labeled < self.s.min_labeled:
+        config = state.config  # the version's SLO and thresholds (MONITOR_CONFIG)
+        if look.labeled < config.min_labeled:
             return [], False
         alpha = 1 - self.s.accuracy_confidence
         look_level = look_alpha(alpha, look.look) if look.look is not None else alpha
@@ -58,7 +59,7 @@ class AlertDecisions:
         evidence = AccuracyEvidence(look.window_ms, look.labeled, look.correct, look.look, 1 - look_level, lower, upper)
         context = {"top_drifted_features": self.top_drifted(state, look.window_ms)}
         out = self._observe(state, look.window_ms, rules.accuracy_below_threshold(
-            state.model, state.version, evidence, self.s.accuracy_threshold, context), now_ms)
+            state.model, state.version, evidence, config.accuracy_threshold, context), now_ms)
         if look.final and state.baseline_accuracy is None:
             # No labels in the reference: the first window final with >= MIN_LABELED labels is the baseline,
             # known from that point of event time on (so every run decides the same looks with it).
@@ -68,7 +69,7 @@ class AlertDecisions:
                          state.baseline_window_ms + (self.s.window_seconds + self.s.label_grace_seconds) * 1000)
         if state.baseline_accuracy is not None and (baseline_from is None or look.at_ms > baseline_from):
             out += self._observe(state, look.window_ms, rules.accuracy_drop(
-                state.model, state.version, evidence, state.baseline_accuracy, self.s.degradation_threshold,
+                state.model, state.version, evidence, state.baseline_accuracy, config.degradation_threshold,
                 {**context, "baseline_window_start": rules.iso_ms(state.baseline_window_ms)}), now_ms)
         return out, False
 
@@ -78,8 +79,8 @@ class AlertDecisions:
         out: list[Alert] = []
         for w in newly_closed:
             for subject, evidence in sorted(state.last_drift.get(w, {}).items()):
-                condition = rules.drift(state.model, state.version, subject, evidence, self.s.psi_warn,
-                                        self.s.psi_alert)
+                condition = rules.drift(state.model, state.version, subject, evidence, state.config.psi_warn,
+                                        state.config.psi_alert)
                 clean = 0 if condition.active else state.drift_clean.get(subject, 0) + 1
                 state.drift_clean[subject] = clean
                 if condition.active or clean >= CLEAN_WINDOWS_TO_RESOLVE:
@@ -94,7 +95,7 @@ class AlertDecisions:
             estimated = state.last_estimate.get(w)
             if estimated is not None:
                 out += self._observe(state, w, estimated_accuracy_below_threshold(
-                    state.model, state.version, estimated, self.s.accuracy_threshold, self.s.min_labeled,
+                    state.model, state.version, estimated, state.config.accuracy_threshold, state.config.min_labeled,
                     state.baseline_accuracy), now_ms)
         return out
 

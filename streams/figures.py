@@ -68,10 +68,24 @@ class WindowCounts:
     late_labels: int = 0  # outcomes joined after the window was final (they still count)
 
 
-def prediction_counts_sql(db: str, groups: Groups, positive_label: str) -> str:
+def prediction_counts_sql(db: str, groups: Groups, positive_label: str,
+                          labels: Mapping[Version, str] | None = None) -> str:
+    """Predictions, positives, confidence per window; ``labels`` gives versions their own positive
+    label (MONITOR_CONFIG), others count ``positive_label``.
+
+    >>> sql = prediction_counts_sql("m", {("a", "v1"): [0], ("b", "v1"): [0]}, "1", {("b", "v1"): "fraud"})
+    >>> sql[sql.index("countIf"):sql.index("), sum")]
+    "countIf((model, model_version, prediction) IN (('a', 'v1', '1'), ('b', 'v1', 'fraud'))"
+    """
+    per_version = {version: (labels or {}).get(version, positive_label) for version in groups}
+    if set(per_version.values()) <= {positive_label}:
+        positive = f"prediction = {quote(positive_label)}"
+    else:
+        items = ", ".join(f"({quote(m)}, {quote(v)}, {quote(label)})" for (m, v), label in sorted(per_version.items()))
+        positive = f"(model, model_version, prediction) IN ({items})"
     return (
-        "SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS w, count(), countIf(prediction = "
-        f"{quote(positive_label)}), sum(toDecimal128(ifNull(confidence, 0), 15)), count(confidence) "
+        "SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS w, count(), countIf("
+        f"{positive}), sum(toDecimal128(ifNull(confidence, 0), 15)), count(confidence) "
         f"FROM `{db}`.predictions FINAL WHERE {_groups_filter(groups)} GROUP BY model, model_version, w"
     )
 

@@ -70,6 +70,14 @@ class Ingest:
         self.partitions = partitions
         # Offsets already processed before a restart, per partition: replayed messages up to them are skipped.
         self.resume_after: dict[Source, int] = {}
+        self.per_model_labels = settings.model_config is not None  # positive labels per model version
+
+    def _with_own_label(self, event: Prediction, value: bytes, key: bytes | None, max_ts: int) -> Prediction | Rejection:
+        """``score`` = scores[the version's own POSITIVE_LABEL] when MONITOR_CONFIG gives it one."""
+        label = self.versions.get_or_create(event.model, event.model_version).config.positive_label
+        if label == self.s.positive_label:
+            return event
+        return parse_prediction(value, key=key, positive_label=label, max_ts_ms=max_ts)
 
     async def run(self, batch: Sequence[RawMessage], started: float, now_ms: int, streams: bool) -> IngestedBatch:
         """Parse and join ``batch`` (read at monotonic ``started``, epoch ``now_ms``); with ``streams``,
@@ -94,6 +102,8 @@ class Ingest:
             value = message.value if message.value is not None else b""
             if message.topic == s.topic_predictions:
                 event = parse_prediction(value, key=message.key, positive_label=s.positive_label, max_ts_ms=max_ts)
+                if self.per_model_labels and isinstance(event, Prediction) and event.scores is not None:
+                    event = self._with_own_label(event, value, message.key, max_ts)
             else:
                 event = parse_ground_truth(value, key=message.key, max_ts_ms=max_ts)
             if isinstance(event, Rejection):

@@ -42,7 +42,7 @@ from streams.partitions import InputPartitions
 from streams.progress import PARTITION_CLOCK, Source
 from streams.records import RawMessage, Rejection
 from streams.recovery import Recovery
-from streams.reference import load_reference_file
+from streams.reference import load_reference_files
 from streams.refresh import (
     REFRESH_INTERVAL_S,
     REFRESH_SHARE,
@@ -80,9 +80,11 @@ class Monitor:
         self.clock = clock
         self.join = JoinState(ttl_ms=settings.join_ttl_seconds * 1000)
         self.partitions = InputPartitions(settings, store)
-        reference_file = (load_reference_file(settings.reference_path, bins=settings.psi_bins)
-                          if settings.reference_path else None)
-        self.versions = VersionRegistry(settings, reference_file, lambda: self.partitions.assigned)
+        reference_files = load_reference_files(
+            [settings.reference_path, *(c.reference_path for c in
+                                        (settings.model_config.all_settings() if settings.model_config else []))],
+            bins=settings.psi_bins)
+        self.versions = VersionRegistry(settings, reference_files, lambda: self.partitions.assigned)
         self.decisions = AlertDecisions(settings)
         self.window_figures = WindowFigures(settings, store)
         self.counters = Counters()

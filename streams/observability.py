@@ -231,6 +231,9 @@ class MonitorCollector(Collector):
                                       "Event-time watermark of the model version (Unix seconds).", labels=labels)
         firing = GaugeMetricFamily(PREFIX + "alerts_firing", "Alert conditions firing now.",
                                    labels=[*labels, "type"])
+        slo = GaugeMetricFamily(PREFIX + "accuracy_slo_ratio",
+                                "The version's own accuracy SLO (MONITOR_CONFIG, else ACCURACY_THRESHOLD).",
+                                labels=labels)
         firing_now = collections.Counter(key[:3] for key in self.monitor.book.firing)  # (model, version, type)
         for (model, version), state in sorted(self.monitor.versions.items()):
             key = [model, version]
@@ -243,9 +246,10 @@ class MonitorCollector(Collector):
             for feature, value in sorted(latest_closed_psi(state.last_psi, state.closed).items()):
                 psi.add_metric([*key, feature], value)
             watermark.add_metric(key, state.watermark_ms / 1000)
+            slo.add_metric(key, state.config.accuracy_threshold)
             for type_ in ALERT_TYPES:
                 firing.add_metric([*key, type_], firing_now[(model, version, type_)])
-        yield from (accuracy, rolling, psi, watermark, firing)
+        yield from (accuracy, rolling, psi, watermark, firing, slo)
 
     def _estimates(self) -> Iterator[Metric]:
         """Estimated accuracy (streams/estimate.py) of each version's newest window that has one."""

@@ -19,7 +19,7 @@ from streams.alert_rules import Alert, AlertBook
 from streams.facts import label_row, prediction_row
 from streams.outcome_stream import TimedOutcome
 from streams.records import GroundTruth, Prediction
-from streams.reference import build_reference
+from streams.reference import build_reference, without_features
 from streams.windows import is_closed, is_final
 
 if TYPE_CHECKING:
@@ -207,9 +207,9 @@ class Recovery:
             state = m.version(model, version)
             if source == "window" and window is not None and state.reference is None:
                 raw = await m.store.query(figures.window_rows_sql(db, model, version, int(window)))
-                state.reference = build_reference(
+                state.reference = without_features(build_reference(
                     ({**orjson.loads(f), "score": s, "prediction": p} for f, s, p in raw),
-                    bins=m.s.psi_bins, source="window", window_start_ms=int(window))
+                    bins=m.s.psi_bins, source="window", window_start_ms=int(window)), state.config.ignore_features)
             if baseline is not None and state.baseline_accuracy is None:
                 state.baseline_accuracy = float(baseline)
                 state.baseline_window_ms = int(baseline_window) if baseline_window is not None else None
@@ -239,7 +239,7 @@ class Recovery:
             f"`{db}`.stream_checkpoints FINAL WHERE app_id = {figures.quote(m.s.app_id)} GROUP BY model, model_version")
         released = {(model, version): int(ms) for model, version, ms in rows}
         for state in m.versions.values():
-            state.stream = m.versions.new_stream()
+            state.stream = m.versions.new_stream(state.config)
             done = released.get((state.model, state.version), 0)
             before: list[TimedOutcome] = []
             for outcome in await self._stream_outcomes(f"{figures._version_filter(state.model, state.version)}"):

@@ -16,7 +16,7 @@ categorical); categorical values are compared in canonical form.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,25 @@ class Reference:
         if self.prediction is not None:
             subjects[PREDICTION_SUBJECT] = self.prediction
         object.__setattr__(self, "drift_subjects", subjects)
+
+
+def without_features(ref: Reference, ignore: Iterable[str]) -> Reference:
+    """The reference with these features left out (MONITOR_CONFIG's ignore_features): no PSI,
+    no feature_drift row and no drift alert for them.
+
+    >>> ref = build_reference([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}], bins=2)
+    >>> sorted(without_features(ref, ["b"]).drift_subjects)
+    ['a']
+    """
+    drop = set(ignore) & set(ref.features)
+    if not drop:
+        return ref
+    return replace(ref, features={k: v for k, v in ref.features.items() if k not in drop})
+
+
+def load_reference_files(paths: Iterable[str], *, bins: int) -> dict[str, ReferenceFile]:
+    """Every reference file named (REFERENCE_PATH and MONITOR_CONFIG's), each read once, by path."""
+    return {path: load_reference_file(path, bins=bins) for path in dict.fromkeys(paths) if path}
 
 
 def _is_number(value: Any) -> bool:

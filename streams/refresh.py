@@ -19,6 +19,7 @@ from typing import Any
 from sinks.clickhouse import ClickHouseStore
 from streams.alert_rules import Alert
 from streams.decisions import AlertDecisions
+from streams.model_config import settings_row
 from streams.partitions import InputPartitions
 from streams.release import OutcomeRelease
 from streams.settings import Settings
@@ -118,6 +119,7 @@ class RefreshJob:
             metrics_rows, drift_rows = await self.figures.compute(targets)
             await self.store.insert("window_metrics", metrics_rows)
             await self.store.insert("feature_drift", drift_rows)
+            await self._store_settings(plan)
             rows_written = True
             if plan.evaluates_alerts:
                 await self._evaluate(plan)
@@ -129,6 +131,15 @@ class RefreshJob:
                     v.state.dirty |= v.windows
             self.partitions.forget_progress_written()  # reported again by the next refresh
             raise
+
+    async def _store_settings(self, plan: RefreshPlan) -> None:
+        """Each version's own settings (MONITOR_CONFIG), once per worker run, for the dashboard and readers."""
+        new = [v.state for v in plan.versions if not v.state.config_stored]
+        source = self.s.monitor_config or "environment"
+        await self.store.insert("model_settings", [settings_row(s.model, s.version, s.config, source, time.time())
+                                                   for s in new])
+        for state in new:
+            state.config_stored = True
 
     async def _evaluate(self, plan: RefreshPlan) -> None:
         """The alert-deciding worker: streams released from the store (several workers), the drift

@@ -21,8 +21,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from streams.model_config import ModelConfig, ModelSettings
 
 
 class SettingsError(ValueError):
@@ -70,6 +73,23 @@ class Settings:
     kafka_ssl_cafile: str = ""
     kafka_ssl_certfile: str = ""
     kafka_ssl_keyfile: str = ""
+    # Per-model settings (streams/model_config.py): the file, and its checked content.
+    monitor_config: str = ""
+    model_config: ModelConfig | None = field(default=None, repr=False, compare=False)
+
+    def for_model(self, model: str, version: str | None = None) -> ModelSettings:
+        """A model version's SLO, bands, positive label, reference and ignored features:
+        MONITOR_CONFIG's most specific level, else the environment's values."""
+        if self.model_config is not None:
+            return self.model_config.settings_for(model, version)
+        return self.model_defaults()
+
+    def model_defaults(self) -> ModelSettings:
+        """The per-model settings as the environment (or the built-in defaults) gives them."""
+        from streams.model_config import ModelSettings
+
+        return ModelSettings(self.accuracy_threshold, self.degradation_threshold, self.min_labeled,
+                             self.psi_warn, self.psi_alert, self.positive_label, self.reference_path)
 
     @property
     def input_topics(self) -> tuple[str, str]:
@@ -208,6 +228,17 @@ def _existing_file(raw: str) -> str:
     return value
 
 
+def _config_file(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        return ""
+    if Path(value).suffix.lower() != ".toml":
+        raise ValueError("expected a .toml file")
+    if not Path(value).is_file():
+        raise ValueError("expected an existing file")
+    return value
+
+
 def _host(raw: str) -> str:
     value = raw.strip()
     if not value or any(c.isspace() for c in value):
@@ -252,6 +283,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "KAFKA_SSL_CAFILE": _existing_file,
     "KAFKA_SSL_CERTFILE": _existing_file,
     "KAFKA_SSL_KEYFILE": _existing_file,
+    "MONITOR_CONFIG": _config_file,
 }
 
 _FIELD_OF = {
@@ -280,7 +312,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     values: dict[str, Any] = {}
     for variable, parse in _PARSERS.items():
         raw = env.get(variable)
-        if raw is None or (raw.strip() == "" and variable not in {"CLICKHOUSE_URL", "REFERENCE_PATH"}):
+        if raw is None or (raw.strip() == "" and variable not in {"CLICKHOUSE_URL", "REFERENCE_PATH", "MONITOR_CONFIG"}):
             continue
         try:
             values[field_for(variable)] = parse(raw)
@@ -289,7 +321,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(**values)
     _check_consistency(settings, env)
     _check_kafka_security(settings, env)
-    return settings
+    return with_model_config(settings)
+
+
+def with_model_config(settings: Settings) -> Settings:
+    """The settings with MONITOR_CONFIG read and checked (ModelConfigError, one line, when bad)."""
+    if not settings.monitor_config:
+        return settings
+    from dataclasses import replace
+
+    from streams.model_config import load_model_config
+
+    return replace(settings, model_config=load_model_config(settings.monitor_config, settings.model_defaults()))
 
 
 def _check_consistency(s: Settings, env: Mapping[str, str]) -> None:

@@ -8,16 +8,17 @@ alert rules read.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from river import metrics, utils
 
 from streams.alert_rules import DriftEvidence
 from streams.estimate import WindowEstimate
+from streams.model_config import ModelSettings
 from streams.outcome_stream import OutcomeStream
 from streams.progress import Source
-from streams.reference import Reference, ReferenceFile
+from streams.reference import Reference, ReferenceFile, without_features
 from streams.settings import Settings
 from streams.watermark import Watermark
 
@@ -52,6 +53,8 @@ class VersionState:
     last_figures: dict[int, tuple[int, int, float | None]] = field(default_factory=dict)
     refreshed_watermark_ms: int = 0  # the watermark of the last rows written
     last_estimate: dict[int, WindowEstimate] = field(default_factory=dict)  # estimated accuracy per window
+    config: ModelSettings = field(default_factory=ModelSettings)  # MONITOR_CONFIG, resolved when first seen
+    config_stored: bool = False  # its model_settings row written by this worker
 
     @property
     def binary(self) -> bool:
@@ -76,36 +79,40 @@ class VersionRefresh:
 class VersionRegistry(dict[tuple[str, str], VersionState]):
     """The worker's model versions by (model, model_version), each created on first sight with
     its outcome stream, rolling accuracy, clocks (one per input partition it may hear from) and,
-    when the reference file has one, its reference and baseline."""
+    when its reference file (REFERENCE_PATH, or its own in MONITOR_CONFIG) has one, its reference
+    and baseline. Its per-model settings are resolved once, here, and kept in ``state.config``."""
 
-    def __init__(self, settings: Settings, reference_file: ReferenceFile | None,
+    def __init__(self, settings: Settings, reference_files: Mapping[str, ReferenceFile],
                  sources: Callable[[], Iterable[Source]]) -> None:
         super().__init__()
         self.s = settings
-        self.reference_file = reference_file
+        self.reference_files = reference_files  # by path: REFERENCE_PATH and MONITOR_CONFIG's
         self.sources = sources  # the partitions this worker reads now
 
-    def new_stream(self) -> OutcomeStream:
-        return OutcomeStream(self.s.adwin_delta, self.s.window_seconds, self.s.label_grace_seconds,
-                             self.s.min_labeled)
+    def new_stream(self, config: ModelSettings | None = None) -> OutcomeStream:
+        min_labeled = config.min_labeled if config is not None else self.s.min_labeled
+        return OutcomeStream(self.s.adwin_delta, self.s.window_seconds, self.s.label_grace_seconds, min_labeled)
 
     def get_or_create(self, model: str, version: str) -> VersionState:
         key = (model, version)
         state = self.get(key)
         if state is None:
+            config = self.s.for_model(model, version)
             state = VersionState(
                 model, version,
-                stream=self.new_stream(),
-                rolling=utils.Rolling(metrics.Accuracy(), window_size=self.s.rolling_size),
+                stream=self.new_stream(config),
+                rolling=utils.Rolling(metrics.Accuracy, window_size=self.s.rolling_size),
                 event_time=Watermark(),
+                config=config,
             )
             now = time.monotonic()
             for source in self.sources():
                 state.event_time.register(source, now)
-            if self.reference_file is not None:
-                ref = self.reference_file.for_version(model, version)
+            reference_file = self.reference_files.get(config.reference_path)
+            if reference_file is not None:
+                ref = reference_file.for_version(model, version)
                 if ref is not None:
-                    state.reference = ref
+                    state.reference = without_features(ref, config.ignore_features)
                     state.baseline_accuracy = ref.baseline_accuracy
             self[key] = state
         return state

@@ -21,7 +21,7 @@ from streams import figures
 from streams.alert_rules import DriftEvidence
 from streams.metrics import classification_figures
 from streams.psi import psi, psi_band
-from streams.reference import Reference, build_reference
+from streams.reference import Reference, build_reference, without_features
 from streams.settings import Settings
 from streams.stats import homogeneity_test, per_test_level
 from streams.versions import VersionRefresh, VersionState, seconds
@@ -43,13 +43,13 @@ class WindowFigures:
         if state.reference is not None or not state.closed:
             return False
         rows = await self.store.query(figures.predictions_per_window_sql(self.db, state.model, state.version))
-        chosen = next((int(w) for w, n in rows if int(n) >= self.s.min_labeled and int(w) in state.closed), None)
+        chosen = next((int(w) for w, n in rows if int(n) >= state.config.min_labeled and int(w) in state.closed), None)
         if chosen is None:
             return False
         raw = await self.store.query(figures.window_rows_sql(self.db, state.model, state.version, chosen))
         reference_rows = ({**orjson.loads(f), "score": s, "prediction": p} for f, s, p in raw)
-        state.reference = build_reference(reference_rows, bins=self.s.psi_bins, source="window",
-                                          window_start_ms=chosen)
+        state.reference = without_features(build_reference(reference_rows, bins=self.s.psi_bins, source="window",
+                                                           window_start_ms=chosen), state.config.ignore_features)
         await self.save_reference(state)
         log.info("Reference of %s %s: window %s (%d predictions)", state.model, state.version,
                  rules.iso_ms(chosen), state.reference.rows)
@@ -65,10 +65,12 @@ class WindowFigures:
                 seconds(ref.window_start_ms) if ref else None, state.baseline_accuracy,
                 seconds(state.baseline_window_ms), time.time()]
 
-    async def counts(self, groups: figures.Groups) -> dict[figures.Version, dict[int, figures.WindowCounts]]:
+    async def counts(self, groups: figures.Groups,
+                     labels: dict[figures.Version, str]) -> dict[figures.Version, dict[int, figures.WindowCounts]]:
+        """Counts per window; ``labels``: each version's positive label (MONITOR_CONFIG)."""
         if not groups:
             return {}
-        pred = await self.store.query(figures.prediction_counts_sql(self.db, groups, self.s.positive_label))
+        pred = await self.store.query(figures.prediction_counts_sql(self.db, groups, self.s.positive_label, labels))
         conf = await self.store.query(figures.confusion_sql(self.db, groups))
         return figures.window_counts(pred, conf)
 
@@ -79,7 +81,8 @@ class WindowFigures:
         # facts later, so the row that wins in window_metrics FINAL is never the staler one.
         now = time.time()
         groups = {(v.state.model, v.state.version): windows for v, windows in targets}
-        counts = await self.counts(groups)
+        counts = await self.counts(groups, {(v.state.model, v.state.version): v.state.config.positive_label
+                                            for v, _ in targets})
         estimates = await window_estimates(self.store, [(v.state, windows) for v, windows in targets],
                                            self.s.window_seconds)
         metrics_rows = []
@@ -88,7 +91,7 @@ class WindowFigures:
             per_window = counts.get((state.model, state.version), {})
             for w in windows:
                 c = per_window.get(w, figures.WindowCounts())
-                fig = classification_figures(c.confusion, self.s.positive_label, binary=v.binary)
+                fig = classification_figures(c.confusion, state.config.positive_label, binary=v.binary)
                 state.last_figures[w] = (fig.labeled, fig.correct, fig.accuracy)
                 estimated = estimates.get((state.model, state.version), {}).get(w)
                 if estimated is not None:
@@ -144,7 +147,7 @@ class WindowFigures:
                     bins = per_subject.get(subject)
                     n = int(bins.sum()) if bins is not None else 0
                     value = psi(sref.shares, bins) if bins is not None else None
-                    band = psi_band(value, self.s.psi_warn, self.s.psi_alert)
+                    band = psi_band(value, state.config.psi_warn, state.config.psi_alert)
                     evidence = None
                     if value is not None:
                         state.last_psi[w][subject] = value
@@ -152,7 +155,7 @@ class WindowFigures:
                         evidence = DriftEvidence(value, n, sref.n, test.statistic, test.dof, test.p_value, level,
                                                  self.s.drift_false_alarm_rate)
                         state.last_drift[w][subject] = evidence
-                    drifted = evidence is not None and value >= self.s.psi_warn and evidence.significant()
+                    drifted = evidence is not None and value >= state.config.psi_warn and evidence.significant()
                     rows.append([
                         state.model, state.version, seconds(w), seconds(window_end_ms(w, self.s.window_seconds)),
                         subject, sref.kind, value, n, int(drifted), band, ref.source, now,

@@ -1,10 +1,11 @@
 """`make demo`: the whole product on the embedded stack, start to finish.
 
 Starts the local broker (or reuses it), creates this run's topics, starts the
-worker with the scenarios' reference file (their labeled rows calibrate the estimated
-accuracy), replays the `degradation`, `feature-drift` and `covariate-shift` scenarios,
-waits until the worker has read every acknowledged message and refreshed its figures,
-prints accuracy per window beside the accuracy estimated before labels, drift and alerts, stops the worker with SIGTERM, writes the
+worker with each model's own SLO (`examples/monitor.toml`, MONITOR_CONFIG) and the
+scenarios' reference file (their labeled rows calibrate the estimated accuracy), replays
+the `degradation`, `feature-drift` and `covariate-shift` scenarios, waits until the worker
+has read every acknowledged message and refreshed its figures, prints accuracy per window
+beside the accuracy estimated before labels, drift and alerts, stops the worker with SIGTERM, writes the
 HTML report (`.data/demo/report.html`) and says how to query what it wrote.
 """
 
@@ -31,6 +32,7 @@ from tools.topics import create_topics, topic_env
 
 SCENARIOS = ("degradation", "feature-drift", "covariate-shift")
 SCENARIO_ARGS: dict[str, dict[str, Any]] = {"covariate-shift": {"periods": 10}}  # 2,500 predictions a window
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "monitor.toml"  # each model's own SLO
 console = Console(width=None if sys.stdout.isatty() else 150)
 
 
@@ -44,6 +46,7 @@ def demo_env(run_id: str, bootstrap: str, store: Path, web_port: int) -> dict[st
         "MONITOR_DATA_DIR": str(store.parent / "worker"),
         "LABEL_GRACE_SECONDS": os.environ.get("LABEL_GRACE_SECONDS", "21600"),
         "MONITOR_IDLE_SECONDS": os.environ.get("MONITOR_IDLE_SECONDS", "3"),
+        "MONITOR_CONFIG": os.environ.get("MONITOR_CONFIG") or str(DEMO_CONFIG),
     }
     return env
 
@@ -137,18 +140,19 @@ def _print_accuracy(port: int, settings: Settings) -> None:
                         "estimated_accuracy, estimated_accuracy_low, estimated_accuracy_high, "
                         "rolling_accuracy, final FROM monitoring.window_metrics FINAL "
                         "ORDER BY model, model_version, window_start")
-    table = Table(title=f"Accuracy per window (threshold {settings.accuracy_threshold:.0%}) and the accuracy "
+    table = Table(title="Accuracy per window (red: below the model's own SLO, MONITOR_CONFIG) and the accuracy "
                         "estimated from the scores before labels (95% interval)")
-    for column in ("model", "window", "predictions", "labeled", "accuracy", "estimated", "rolling", "final"):
+    for column in ("model", "window", "predictions", "labeled", "accuracy", "SLO", "estimated", "rolling", "final"):
         table.add_column(column, justify="right" if column not in ("model", "window") else "left")
     for r in rows:
         accuracy = r["accuracy"]
+        slo = settings.for_model(r["model"], r["model_version"]).accuracy_threshold
         shown = "-" if accuracy is None else f"{accuracy:.3f}"
-        if accuracy is not None and accuracy < settings.accuracy_threshold:
+        if accuracy is not None and accuracy < slo:
             shown = f"[red]{shown}[/red]"
         rolling = "-" if r["rolling_accuracy"] is None else f"{r['rolling_accuracy']:.3f}"
         table.add_row(f"{r['model']}/{r['model_version']}", str(r["window_start"])[5:16], str(r["predictions"]),
-                      str(r["labeled"]), shown, _estimated(r, settings.accuracy_threshold), rolling,
+                      str(r["labeled"]), shown, f"{slo:.0%}", _estimated(r, slo), rolling,
                       "yes" if r["final"] else "")
     console.print(table)
 

@@ -16,7 +16,7 @@ from streams.settings import load_settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 REPLACING_TABLES = {"window_metrics", "feature_drift", "alerts", "predictions", "outcomes", "labels",
-                    "references", "checkpoints"}
+                    "references", "checkpoints", "model_settings"}
 
 
 def cookbook(readme: str) -> dict[str, str]:

@@ -25,11 +25,12 @@ DATASOURCES = ROOT / "grafana" / "provisioning" / "datasources" / "clickhouse.ym
 PROVIDERS = ROOT / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
 PLUGIN = "grafana-clickhouse-datasource"
 # ReplacingMergeTree tables: a read without FINAL may count a rewritten row twice.
-REPLACING_TABLES = {"window_metrics", "feature_drift", "alerts", "predictions", "outcomes", "labels"}
+REPLACING_TABLES = {"window_metrics", "feature_drift", "alerts", "predictions", "outcomes", "labels", "model_settings"}
 
 # Columns each query returns, in order. A new or changed panel must be added here.
 PANEL_COLUMNS: dict[tuple[str, str], list[str]] = {
-    ("Accuracy per window (SLO 85%)", "A"): ["time", "model_version", "accuracy"],
+    ("Accuracy per window and each version's SLO", "A"): ["time", "model_version", "accuracy"],
+    ("Accuracy per window and each version's SLO", "B"): ["time", "model_version", "slo"],
     ("Label coverage (labeled / predictions)", "A"): ["time", "model_version", "label_coverage"],
     ("PSI per feature over time (heatmap)", "A"): ["time", "feature", "model_version", "psi"],
     ("Prediction volume and positive rate", "A"): ["time", "model_version", "predictions"],
@@ -243,7 +244,7 @@ def test_dashboard_queries_read_final_and_known_variables() -> None:
 def test_thresholds_follow_the_settings_defaults() -> None:
     settings = load_settings({})
     panels = {p["title"]: p for p in all_panels(load_dashboard())}
-    accuracy = panels["Accuracy per window (SLO 85%)"]["fieldConfig"]["defaults"]
+    accuracy = panels["Accuracy per window and each version's SLO"]["fieldConfig"]["defaults"]
     assert [s["value"] for s in accuracy["thresholds"]["steps"]] == [None, settings.accuracy_threshold]
     assert accuracy["custom"]["thresholdsStyle"]["mode"] != "off"
     psi = panels["PSI per feature over time (heatmap)"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
@@ -339,8 +340,8 @@ def test_every_panel_returns_its_columns(demo_results: Any, scope: dict[str, Any
             assert {r[expected.index("model_version")] for r in rows} <= set(chosen)
 
 
-def panel_rows(run: Any, scope: Mapping[str, Any], title: str, model: str) -> list[tuple]:
-    (target,) = [t for p, t in panel_targets(load_dashboard()) if p["title"] == title]
+def panel_rows(run: Any, scope: Mapping[str, Any], title: str, model: str, ref_id: str = "A") -> list[tuple]:
+    (target,) = [t for p, t in panel_targets(load_dashboard()) if p["title"] == title and t["refId"] == ref_id]
     return run.query(render(target["rawSql"], scope, model, scope["versions"][model]))
 
 
@@ -353,11 +354,15 @@ def test_accuracy_and_coverage_panels_match_the_facts(demo_results: Any, scope: 
         predicted = {(ws, v): n for ws, v, n in demo_results.query(
             "SELECT window_start, model_version, uniqExact(request_id) FROM monitoring.predictions FINAL "
             f"WHERE model = '{model}' GROUP BY 1, 2")}
-        accuracy = panel_rows(demo_results, scope, "Accuracy per window (SLO 85%)", model)
+        accuracy = panel_rows(demo_results, scope, "Accuracy per window and each version's SLO", model)
         assert len(accuracy) == len(predicted)
         for time, version, value in accuracy:
             labeled, correct = facts[(time, version)]
             assert math.isclose(value, correct / labeled, rel_tol=1e-12)
+        # Each version's own SLO (model_settings; the demo fixture runs without MONITOR_CONFIG).
+        slo = panel_rows(demo_results, scope, "Accuracy per window and each version's SLO", model, "B")
+        assert [(time, version) for time, version, _ in slo] == [(time, version) for time, version, _ in accuracy]
+        assert {value for *_, value in slo} == {load_settings({}).accuracy_threshold}
         coverage = panel_rows(demo_results, scope, "Label coverage (labeled / predictions)", model)
         assert len(coverage) == len(predicted)
         for time, version, value in coverage:

@@ -217,6 +217,7 @@ def test_accuracy_gauges_per_model_version(scraped):
     # Joined in order: p1 right, p2 wrong, p3 right, p5 right, p6 wrong.
     assert scraped[("model_monitor_rolling_accuracy_ratio", VERSION)] == 0.6
     assert scraped[("model_monitor_watermark_seconds", VERSION)] == T0 + 150
+    assert scraped[("model_monitor_accuracy_slo_ratio", VERSION)] == 0.85  # no MONITOR_CONFIG: ACCURACY_THRESHOLD
 
 
 def test_psi_of_the_newest_closed_window_against_the_reference_window(scraped):
