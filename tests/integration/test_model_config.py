@@ -83,7 +83,7 @@ def _messages(rng: random.Random) -> tuple[list[tuple[int, str, bytes, bytes]], 
 
 def _run(broker, workdir: Path, timed: list, **extra: str) -> WorkerRun:
     from streams.settings import load_settings
-    from streams.topics import create_topics
+    from tools.topics import create_topics
 
     topics = unique_topics("model-config")
     create_topics(load_settings({**topics, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}))
