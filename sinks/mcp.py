@@ -37,7 +37,8 @@ from streams.settings import Settings, SettingsError, load_settings
 MAX_ROWS = 1000  # the most rows query_inference_logs returns
 MAX_WINDOWS = 1000  # the most windows per version an accuracy or drift answer lists
 PREDICTION_SUBJECTS = ("__score__", "__prediction__")
-ALERT_TYPES = ("accuracy_below_threshold", "accuracy_drop", "error_rate_drift", "feature_drift", "prediction_drift")
+ALERT_TYPES = ("accuracy_below_threshold", "accuracy_drop", "error_rate_drift", "feature_drift", "prediction_drift",
+               "labels_missing", "version_worse")
 
 AlertType = Literal["accuracy_below_threshold", "accuracy_drop", "error_rate_drift", "feature_drift",
                     "prediction_drift"]

@@ -34,6 +34,8 @@ ALERT_TYPES = (
     "error_rate_drift",
     "feature_drift",
     "prediction_drift",
+    "labels_missing",
+    "version_worse",
 )
 FLOAT_TOLERANCE = 1e-12
 

@@ -79,10 +79,13 @@ class WindowFigures:
         now = time.time()
         groups = {(v.state.model, v.state.version): windows for v, windows in targets}
         counts = await self.counts(groups)
+        delays = figures.label_delays(await self.store.query(figures.label_delay_sql(self.db, groups))
+                                      if groups else [])
         metrics_rows = []
         for v, windows in targets:
             state = v.state
             per_window = counts.get((state.model, state.version), {})
+            delay = delays.get((state.model, state.version), {})
             for w in windows:
                 c = per_window.get(w, figures.WindowCounts())
                 fig = classification_figures(c.confusion, self.s.positive_label, binary=v.binary)
@@ -93,7 +96,7 @@ class WindowFigures:
                     c.positives / c.predictions if c.predictions else None,
                     float(c.confidence_sum / c.confidence_n) if c.confidence_n else None,
                     v.rolling_accuracy, fig.labeled / c.predictions if c.predictions else None,
-                    int(w in state.final), now, c.late_labels,
+                    int(w in state.final), now, c.late_labels, *delay.get(w, (None, None)),
                 ])
         drift_rows = await self.drift_rows([(v.state, windows) for v, windows in targets], now)
         return metrics_rows, drift_rows

@@ -41,5 +41,5 @@ def test_old_store_is_upgraded_in_place(tmp_path):
 
     rows, names = asyncio.run(start_twice())
     assert rows == [("r1", 0)]
-    assert names[-1] == "late_labels" and names == [line.split()[0] for line in
+    assert names[-1] == "label_delay_p90_s" and names == [line.split()[0] for line in
                                                    TABLES["window_metrics"].strip().splitlines()]
