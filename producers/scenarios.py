@@ -514,11 +514,11 @@ VARIANTS: dict[str, Variant] = {
     ),
     "canary": Variant(
         Plan("loan-approval",
-             "v1 serves all traffic at accuracy 0.92; from the middle period on a canary v2 takes 20% "
-             "of the requests at accuracy 0.84 (8 points worse).",
-             lambda p, n: 0.92,
+             "v1 serves all traffic at accuracy 0.95; from the middle period on a canary v2 takes 20% "
+             "of the requests at accuracy 0.87 (8 points worse, above the 0.85 objective).",
+             lambda p, n: 0.95,
              change_period=lambda n: n // 2),
-        canary=Canary("v2", 0.2, 0.84),
+        canary=Canary("v2", 0.2, 0.87),
     ),
 }
 

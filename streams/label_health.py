@@ -25,7 +25,8 @@ False
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +88,15 @@ def lower_tail_p(labeled: int, predictions: int, usual: float) -> float:
 def decide(windows: Sequence[WindowCoverage], min_predictions: int, drop_ratio: float = DROP_RATIO,
            alpha: float = ALPHA, history_windows: int = HISTORY_WINDOWS,
            min_history: int = MIN_HISTORY) -> LabelDecision | None:
-    """Walk the judged windows in order; return the verdict on the last one (None: nothing to judge).
+    """The verdict on the last judged window (None: nothing to judge); see :func:`verdicts`."""
+    tail = deque(verdicts(windows, min_predictions, drop_ratio, alpha, history_windows, min_history), maxlen=1)
+    return tail[0] if tail else None
+
+
+def verdicts(windows: Sequence[WindowCoverage], min_predictions: int, drop_ratio: float = DROP_RATIO,
+             alpha: float = ALPHA, history_windows: int = HISTORY_WINDOWS,
+             min_history: int = MIN_HISTORY) -> Iterator[LabelDecision | None]:
+    """Walk the windows in order, one verdict each (None while the history is being built).
 
     A window with fewer than ``min_predictions`` predictions is skipped. Each other window is
     compared with the pooled coverage of the last ``history_windows`` healthy windows before
@@ -96,14 +105,13 @@ def decide(windows: Sequence[WindowCoverage], min_predictions: int, drop_ratio: 
     ``drop_ratio`` x usual; undecided otherwise. Windows judged missing never join the history,
     so a long outage does not lower the usual coverage it is measured against."""
     healthy: list[WindowCoverage] = []
-    last: LabelDecision | None = None
     for w in sorted(windows, key=lambda c: c.window_ms):
         if w.predictions < min_predictions:
             continue
         recent = healthy[-history_windows:]
         if len(recent) < min_history:
             healthy.append(w)
-            last = None
+            yield None
             continue
         usual = sum(c.labeled for c in recent) / sum(c.predictions for c in recent)
         p_value = lower_tail_p(w.labeled, w.predictions, usual) if usual > 0 else 1.0
@@ -114,8 +122,7 @@ def decide(windows: Sequence[WindowCoverage], min_predictions: int, drop_ratio: 
             missing = True
         else:
             missing = None
-        last = LabelDecision(w.window_ms, w.predictions, w.labeled, usual, p_value, missing, len(recent))
-    return last
+        yield LabelDecision(w.window_ms, w.predictions, w.labeled, usual, p_value, missing, len(recent))
 
 
 def condition(model: str, version: str, d: LabelDecision, age_s: float, drop_ratio: float = DROP_RATIO,

@@ -7,21 +7,22 @@ difference ``candidate - baseline`` is given with its 95% (unpooled Wald) interv
 *baseline* the earlier one.
 
 ``version_worse`` fires when the candidate is worse by at least DEGRADATION_THRESHOLD with
-p below the level of the look, and resolves when a later look proves it is not (the
-one-sided bound of the difference above -DEGRADATION_THRESHOLD) or, at the window's
-finality, when the point estimate no longer shows such a difference.
+p below the level of the look, and resolves when a later look proves it is not: the
+one-sided bound of the difference at that level lies above -DEGRADATION_THRESHOLD. A look
+that proves neither decides nothing, so a canary too small to prove either way keeps its
+state instead of flapping.
 
 Decided at points of event time only (window boundaries the watermarks pass), on the
 outcomes joined before that point. A window is looked at, like the accuracy rules,
 when the smaller version's labeled count first reaches MIN_LABELED * 2**j at a boundary
 (level ALPHA / 2**(j+1): over all looks of a window at most ALPHA) and once when it is
-final (level ALPHA, point estimate). A false alarm needs both a point difference of at
+final (level ALPHA). A false alarm needs both a point difference of at
 least the threshold and a one-sided tail below level/2, so under no difference the
 chance that a window raises one is at most ALPHA.
 
 >>> c = compare(400, 360, 100, 80)
 >>> round(c.diff, 3), round(c.diff_low, 4), round(c.diff_high, 4), round(c.p_value, 6)
-(-0.1, -0.1853, -0.0147, 0.002028)
+(-0.1, -0.1837, -0.0163, 0.005916)
 >>> c.worse(0.05, 0.01)
 True
 """
@@ -129,9 +130,7 @@ def _passed(labeled: int, min_labeled: int) -> int:
 def condition(model: str, baseline: str, candidate: str, c: Comparison, look: Look, threshold: float,
               extra: dict[str, Any] | None = None) -> Condition | None:
     """version_worse of ``candidate`` against ``baseline`` at a look (None: undecided)."""
-    if look.index is None:
-        active = c.worse(threshold, look.level)
-    elif c.worse(threshold, look.level):
+    if c.worse(threshold, look.level):
         active = True
     elif c.not_worse(threshold, look.level):
         active = False

@@ -1,0 +1,146 @@
+"""Label health and version comparison through the real stack.
+
+The ``label-outage`` scenario (labels of periods 8-11 never come) and the ``canary``
+scenario (v2 takes 20% of the traffic from period 10 on, 8 points worse) are replayed
+with `producers.replay` into a worker started as `faust -A streams.app worker`. The
+store must hold exactly the expected `labels_missing` and `version_worse` alerts and
+nothing false: no `labels_missing` on the normal label delay nor at the end of the log,
+no `version_worse` before the canary or on the better version; and the same alert ids
+when the same input is read from one partition instead of four.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests import expected
+from tests.kafka_helpers import unique_topics
+from tests.worker_harness import WorkerRun, worker_env
+
+pytestmark = pytest.mark.integration
+
+GRACE = 43_200
+ROWS = {"label-outage": 10_000, "canary": 30_000}
+HOUR = 3_600_000
+MINE = "type IN ('labels_missing', 'version_worse')"
+
+
+def _run(bootstrap: str, generated: dict, workdir, partitions: int | None = None) -> WorkerRun:
+    from producers.replay import replay
+    from streams.settings import load_settings
+
+    topics = unique_topics(f"labels-versions-{partitions or 'default'}")
+    if partitions is not None:
+        topics["TOPIC_PARTITIONS"] = str(partitions)
+    env = worker_env(bootstrap, topics, workdir, LABEL_GRACE_SECONDS=GRACE, MONITOR_IDLE_SECONDS=2)
+    settings = load_settings(env)
+    total = 0
+    for s in generated.values():
+        result = replay(enumerate(s.rows, start=1), settings)
+        assert result.ok and result.skipped == 0
+        total += result.events
+    run = WorkerRun(env, workdir).start()
+    run.wait_until_settled(total)
+    assert run.stop() == 0, run.log_tail()
+    return run
+
+
+@pytest.fixture(scope="module")
+def generated():
+    from producers.scenarios import generate
+
+    return {name: generate(name, rows=rows) for name, rows in ROWS.items()}
+
+
+@pytest.fixture(scope="module")
+def run(broker, generated, tmp_path_factory):
+    return _run(broker.bootstrap, generated, tmp_path_factory.mktemp("labels-versions"))
+
+
+def _start(s, period: int) -> int:
+    return expected.ts_ms(s.period_summaries[period].start.replace("Z", "+00:00"))
+
+
+def test_labels_missing_fires_in_the_outage_and_resolves_when_labels_are_back(run, generated):
+    s = generated["label-outage"]
+    start, end = s.label_outage
+    rows = run.query("SELECT type, subject, status, model_version, toUnixTimestamp64Milli(window_start), value "
+                     f"FROM monitoring.alerts FINAL WHERE model = '{s.model}' ORDER BY detected_at")
+    # The first window of the outage, once it is older than the usual delay; then the first window
+    # with labels again, once it is. Nothing else: no accuracy, drift or ADWIN alert on this model.
+    assert [r[:5] for r in rows] == [
+        ("labels_missing", "labels", "firing", "v1", _start(s, start)),
+        ("labels_missing", "labels", "resolved", "v1", _start(s, end)),
+    ]
+    assert rows[0][5] == 0.0 and rows[1][5] > 0.8
+
+
+def test_label_coverage_and_delays_are_in_window_metrics(run, generated):
+    s = generated["label-outage"]
+    rows = run.query("SELECT toUnixTimestamp64Milli(window_start), predictions, labeled, label_coverage, "
+                     "label_delay_p50_s, label_delay_p90_s FROM monitoring.window_metrics FINAL "
+                     f"WHERE model = '{s.model}' ORDER BY window_start")
+    predictions, labels = expected.scenario_events(s.rows)
+    first_pred = {}
+    for p in predictions:
+        first_pred.setdefault(p["request_id"], expected.ts_ms(p["timestamp"]))
+    delays: dict[int, list[float]] = {}
+    seen = set()
+    for g in labels:
+        if g["request_id"] in seen or g["request_id"] not in first_pred:
+            continue
+        seen.add(g["request_id"])
+        t = first_pred[g["request_id"]]
+        delays.setdefault(t // HOUR * HOUR, []).append((expected.ts_ms(g["timestamp"]) - t) / 1000)
+    assert len(rows) == s.periods
+    for w, n, labeled, coverage, p50, p90 in rows:
+        assert coverage == labeled / n
+        if w in delays:
+            assert (p50, p90) == pytest.approx(tuple(np.percentile(delays[w], [50, 90])), abs=1e-6)
+        else:
+            assert labeled == 0 and p50 is None and p90 is None
+
+
+def test_version_worse_fires_for_the_canary_only(run, generated):
+    s = generated["canary"]
+    rows = run.query("SELECT type, subject, status, model_version, toUnixTimestamp64Milli(window_start), value "
+                     f"FROM monitoring.alerts FINAL WHERE model = '{s.model}' AND {MINE} ORDER BY detected_at")
+    assert rows, "no version_worse"
+    first = rows[0]
+    assert first[:4] == ("version_worse", "v1", "firing", "v2")
+    assert first[4] == _start(s, s.change_period) and first[5] <= -0.05
+    assert [r[2] for r in rows] == ["firing"], rows  # v2 stays worse: never resolved, never repeated
+    # v1 alone (before the canary) raises nothing at all.
+    v1 = run.query(f"SELECT type FROM monitoring.alerts FINAL WHERE model = '{s.model}' AND model_version = 'v1'")
+    assert v1 == []
+
+
+def test_version_comparison_rows(run, generated):
+    s = generated["canary"]
+    rows = run.query(
+        "SELECT toUnixTimestamp64Milli(window_start), baseline_version, candidate_version, baseline_n, "
+        "baseline_correct, candidate_n, candidate_correct, diff, diff_low, diff_high, p_value, worse "
+        f"FROM monitoring.version_comparison FINAL WHERE model = '{s.model}' ORDER BY window_start")
+    assert [r[0] for r in rows] == [_start(s, p) for p in range(s.change_period, s.periods)]
+    for _w, a, b, n_a, k_a, n_b, k_b, diff, low, high, p, worse in rows:
+        assert (a, b) == ("v1", "v2") and n_a >= 50 and n_b >= 50
+        assert diff == pytest.approx(k_b / n_b - k_a / n_a, abs=1e-12) and low < diff < high
+        assert worse == int(diff <= -0.05 and p < 0.01)
+    assert sum(r[-1] for r in rows) >= len(rows) // 2
+
+
+def test_the_other_models_raise_no_label_or_version_alert(run, generated):
+    other = run.query(f"SELECT model, type FROM monitoring.alerts FINAL WHERE {MINE} AND "
+                      f"NOT ((model = '{generated['label-outage'].model}' AND type = 'labels_missing') OR "
+                      f"(model = '{generated['canary'].model}' AND type = 'version_worse'))")
+    assert other == []
+
+
+def test_one_partition_gives_the_same_alert_ids(broker, run, generated, tmp_path_factory):
+    one = _run(broker.bootstrap, generated, tmp_path_factory.mktemp("labels-versions-one"), partitions=1)
+    sql = f"SELECT alert_id FROM monitoring.alerts FINAL WHERE {MINE} ORDER BY 1"
+    assert one.query(sql) == run.query(sql)
+    comparison = ("SELECT model, window_start, candidate_n, candidate_correct, baseline_n, baseline_correct, as_of "
+                  "FROM monitoring.version_comparison FINAL ORDER BY 1, 2")
+    assert one.query(comparison) == run.query(comparison)
