@@ -245,6 +245,25 @@ class MonitorCollector(Collector):
             for type_ in ALERT_TYPES:
                 firing.add_metric([*key, type_], firing_now[(model, version, type_)])
         yield from (accuracy, rolling, psi, watermark, firing)
+        yield from self._labels()
+
+    def _labels(self) -> Iterator[Metric]:
+        """Label-pipeline health of each version's newest closed window (an open one is still labeling)."""
+        labels = ["model", "model_version"]
+        coverage = GaugeMetricFamily(PREFIX + "label_coverage_ratio",
+                                     "Labeled / predictions of the newest closed window so far.", labels=labels)
+        delay = GaugeMetricFamily(PREFIX + "label_delay_p90_seconds",
+                                  "90th percentile label delay of the newest closed window's outcomes.", labels=labels)
+        for (model, version), state in sorted(self.monitor.versions.items()):
+            closed = [w for w in state.closed if w in state.last_labels]
+            if not closed:
+                continue
+            share, p90 = state.last_labels[max(closed)]
+            if share is not None:
+                coverage.add_metric([model, version], share)
+            if p90 is not None:
+                delay.add_metric([model, version], p90)
+        yield from (coverage, delay)
 
     def _sink(self) -> Iterator[Metric]:
         store = self.monitor.store

@@ -50,6 +50,7 @@ class VersionState:
     drift_clean: dict[str, int] = field(default_factory=dict)  # subject -> closed windows without drift in a row
     last_figures: dict[int, tuple[int, int, float | None]] = field(default_factory=dict)
     refreshed_watermark_ms: int = 0  # the watermark of the last rows written
+    last_labels: dict[int, tuple[float | None, float | None]] = field(default_factory=dict)  # w -> coverage, p90 s
 
     @property
     def binary(self) -> bool:

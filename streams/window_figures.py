@@ -90,6 +90,8 @@ class WindowFigures:
                 c = per_window.get(w, figures.WindowCounts())
                 fig = classification_figures(c.confusion, self.s.positive_label, binary=v.binary)
                 state.last_figures[w] = (fig.labeled, fig.correct, fig.accuracy)
+                state.last_labels[w] = (fig.labeled / c.predictions if c.predictions else None,
+                                        delay.get(w, (None, None))[1])
                 metrics_rows.append([
                     state.model, state.version, seconds(w), seconds(window_end_ms(w, self.s.window_seconds)),
                     c.predictions, fig.labeled, fig.correct, fig.accuracy, fig.precision, fig.recall, fig.f1,

@@ -256,3 +256,9 @@ def test_sink_figures(scraped):
 
 if __name__ == "__main__":
     sys.stdout.write(asyncio.run(_scenario()))
+
+
+def test_label_health_of_the_newest_closed_window(scraped):
+    # Window 1: p5, p6, p7 predicted; p5 and p6 labeled 9 s after their predictions.
+    assert scraped[("model_monitor_label_coverage_ratio", VERSION)] == 2 / 3
+    assert scraped[("model_monitor_label_delay_p90_seconds", VERSION)] == 9.0
