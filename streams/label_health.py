@@ -42,6 +42,7 @@ DROP_RATIO = 0.5  # missing: coverage below this share of the usual coverage ...
 ALPHA = 0.001  # ... and a one-sided binomial test at this level says it is no chance
 HISTORY_WINDOWS = 24  # healthy windows the usual coverage is pooled over
 MIN_HISTORY = 2  # healthy windows needed before anything is decided
+LOOKBACK_S = 7 * 86400  # windows and delays older than this before the point are not read
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,18 +104,21 @@ def verdicts(windows: Sequence[WindowCoverage], min_predictions: int, drop_ratio
     it: *missing* when its coverage is below ``drop_ratio`` x usual and the binomial lower
     tail is below ``alpha``; *healthy* (joins the history) when its coverage is at least
     ``drop_ratio`` x usual; undecided otherwise. Windows judged missing never join the history,
-    so a long outage does not lower the usual coverage it is measured against."""
+    so a long outage does not lower the usual coverage it is measured against; nor do windows
+    without any label while the history is built, so a version that never had labels (or an
+    outage longer than the lookback) is never judged healthy on a usual coverage of 0."""
     healthy: list[WindowCoverage] = []
     for w in sorted(windows, key=lambda c: c.window_ms):
         if w.predictions < min_predictions:
             continue
         recent = healthy[-history_windows:]
         if len(recent) < min_history:
-            healthy.append(w)
+            if w.labeled:  # a window without labels is no evidence of the usual coverage
+                healthy.append(w)
             yield None
             continue
         usual = sum(c.labeled for c in recent) / sum(c.predictions for c in recent)
-        p_value = lower_tail_p(w.labeled, w.predictions, usual) if usual > 0 else 1.0
+        p_value = lower_tail_p(w.labeled, w.predictions, usual)
         if w.coverage >= drop_ratio * usual:
             missing: bool | None = False
             healthy.append(w)
@@ -163,13 +167,15 @@ def _ms(value: int) -> str:
 
 
 def coverage_sql(db: str, model: str, version: str, at_ms: int, window_seconds: int,
-                 quantile: float = DELAY_QUANTILE) -> str:
+                 quantile: float = DELAY_QUANTILE, lookback_s: int = LOOKBACK_S) -> str:
     """Per window, as of event time ``at_ms``: the judging age (the ``quantile`` of the label
     delays of outcomes joined before ``at_ms``, in ms), the predictions of the windows old
     enough at that age, and how many were labeled by it. One row per window; none when the
-    version had no labels."""
-    joined = (f"{_version_filter(model, version)} AND greatest(toUnixTimestamp64Milli(predicted_at), "
-              f"toUnixTimestamp64Milli(labeled_at)) < {int(at_ms)}")
+    version had no labels. Only windows starting within ``lookback_s`` before ``at_ms`` are
+    read (a bounded cost per point, however long the version has run)."""
+    since = _ms(at_ms - lookback_s * 1000)
+    joined = (f"{_version_filter(model, version)} AND window_start >= {since} AND "
+              f"greatest(toUnixTimestamp64Milli(predicted_at), toUnixTimestamp64Milli(labeled_at)) < {int(at_ms)}")
     size = window_seconds * 1000
     age = (f"(SELECT toInt64(ceil(greatest(0, quantileExactInclusive({quantile})("
            "toUnixTimestamp64Milli(labeled_at) - toUnixTimestamp64Milli(predicted_at))))) "
@@ -179,7 +185,7 @@ def coverage_sql(db: str, model: str, version: str, at_ms: int, window_seconds: 
         "SELECT age, p.w, p.n, ifNull(o.labeled, 0) FROM "
         "(SELECT toUnixTimestamp64Milli(window_start) AS w, count() AS n "
         f"FROM `{db}`.predictions FINAL WHERE {_version_filter(model, version)} "
-        f"AND window_start <= {_ms(at_ms - size)} GROUP BY w) AS p "
+        f"AND window_start >= {since} AND window_start <= {_ms(at_ms - size)} GROUP BY w) AS p "
         "LEFT JOIN (SELECT toUnixTimestamp64Milli(window_start) AS w, "
         f"countIf(toUnixTimestamp64Milli(labeled_at) < w + {size} + age) AS labeled "
         f"FROM `{db}`.outcomes FINAL WHERE {joined} GROUP BY w) AS o ON p.w = o.w "

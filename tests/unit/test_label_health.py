@@ -40,8 +40,11 @@ def test_no_decision_without_history_or_labels():
     assert decide(_windows([(100, 90), (100, 0)]), min_predictions=50) is None  # one healthy window is no history
     assert decide([], min_predictions=50) is None
     # a version that never had labels: every window at 0, no usual coverage to lose
-    d = decide(_windows([(100, 0)] * 5), min_predictions=50)
-    assert d.missing is False and d.usual == 0.0
+    assert decide(_windows([(100, 0)] * 5), min_predictions=50) is None
+    # an outage longer than the lookback: only unlabeled windows left, still nothing resolves it
+    assert decide(_windows([(100, 0)] * 30), min_predictions=50) is None
+    back = decide(_windows([(100, 0)] * 30 + [(100, 90)] * 3), min_predictions=50)
+    assert back.missing is False and back.usual == 0.9
 
 
 def test_small_windows_are_skipped():
