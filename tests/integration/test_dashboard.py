@@ -40,6 +40,7 @@ PANEL_COLUMNS: dict[tuple[str, str], list[str]] = {
                       "message"],
     ("Window figures", "A"): ["window_start", "model_version", "predictions", "labeled", "correct", "accuracy",
                               "precision", "recall", "f1", "rolling_accuracy", "final"],
+    ("Label delay p50 / p90 (seconds)", "A"): ["time", "model_version", "p50", "p90"],
 }
 ANNOTATION_COLUMNS = ["time", "timeEnd", "title", "text", "tags"]
 
