@@ -80,7 +80,7 @@ class EventChecks:
         final_ms = (self.s.window_seconds + self.s.label_grace_seconds) * 1000
         counts: dict[int, dict[tuple[str, int], tuple[int, int, int]]] = {}
         out: list[Alert] = []
-        for a, b in version_compare.ordered_pairs(sorted(first.items())):
+        for a, b in version_compare.ordered_pairs(sorted(first.items()), self.s.window_seconds):
             (sa, wa), (sb, wb) = states[a], states[b]
             start = max(min(sa.evaluated_watermark, sb.evaluated_watermark), min(sa.windows), min(sb.windows))
             for at in label_health.boundaries(start, min(wa, wb), self.s.window_seconds):

@@ -3,8 +3,9 @@
 When two versions of one model both have at least MIN_LABELED labels in a window, their
 accuracies are compared with a two-proportion z-test (pooled, two-sided) and the
 difference ``candidate - baseline`` is given with its 95% (unpooled Wald) interval. The
-*candidate* is the version first seen later in event time (its first prediction), the
-*baseline* the earlier one.
+*candidate* is the version first seen later in event time (the window of its first
+prediction), the *baseline* the earlier one; two versions first seen in the same window are
+compared both ways.
 
 ``version_worse`` fires when the candidate is worse by at least DEGRADATION_THRESHOLD with
 p below the level of the look, and resolves when a later look proves it is not: the
@@ -153,14 +154,18 @@ def condition(model: str, baseline: str, candidate: str, c: Comparison, look: Lo
                      "investigate", evidence)
 
 
-def ordered_pairs(first_seen: Sequence[tuple[str, int]]) -> list[tuple[str, str]]:
-    """(baseline, candidate) pairs of a model's versions: each later-seen version against each earlier one.
+def ordered_pairs(first_seen: Sequence[tuple[str, int]], window_seconds: int) -> list[tuple[str, str]]:
+    """(baseline, candidate) pairs of a model's versions: each version first seen in a later window
+    against each one first seen in an earlier window. Versions first seen in the same window (an
+    A/B test started at once: which request came first says nothing) are compared both ways.
 
-    >>> ordered_pairs([("v2", 5), ("v1", 1), ("v3", 5)])
-    [('v1', 'v2'), ('v1', 'v3'), ('v2', 'v3')]
+    >>> ordered_pairs([("v2", 7_200_000), ("v1", 1), ("v3", 7_200_500)], 3600)
+    [('v1', 'v2'), ('v1', 'v3'), ('v2', 'v3'), ('v3', 'v2')]
     """
-    order = [v for v, _ in sorted(first_seen, key=lambda item: (item[1], item[0]))]
-    return [(a, b) for i, a in enumerate(order) for b in order[i + 1:]]
+    size = window_seconds * 1000
+    window = {v: ms // size for v, ms in first_seen}
+    order = sorted(window, key=lambda v: (window[v], v))
+    return [(a, b) for a in order for b in order if a != b and window[a] <= window[b]]
 
 
 def counts_sql(db: str, model: str, at_ms: int, before_ms: int, window_seconds: int, grace_seconds: int) -> str:

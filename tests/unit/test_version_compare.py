@@ -51,8 +51,9 @@ def test_condition_firing_undecided_and_resolved():
 
 
 def test_newer_is_the_version_first_seen_later():
-    assert ordered_pairs([("b", 10), ("a", 20)]) == [("b", "a")]
-    assert ordered_pairs([("only", 1)]) == []
+    assert ordered_pairs([("b", 10), ("a", 3_600_020)], 3600) == [("b", "a")]
+    assert ordered_pairs([("b", 10), ("a", 20)], 3600) == [("a", "b"), ("b", "a")]  # same window: both ways
+    assert ordered_pairs([("only", 1)], 3600) == []
 
 
 def test_false_alarm_rate_over_all_looks_of_a_window():
