@@ -24,6 +24,7 @@ from streams.versions import VersionState, seconds
 from streams.windows import window_end_ms
 
 Watermarks = Iterable[tuple[VersionState, int]]
+POOL_LOOKBACK_S = 7 * 86400  # windows pooled for version_worse: at most this far back
 
 
 class EventChecks:
@@ -103,7 +104,34 @@ class EventChecks:
                         condition = version_compare.condition(model, a, b, c, look, self.s.degradation_threshold,
                                                               {"decided_at": iso_ms(at)})
                         out += self._observe(book, model, b, w, condition, now_ms)
+                out += await self._pooled(book, model, a, b, max(min(sa.windows), min(sb.windows)), at, now_ms)
         return out
+
+    async def _pooled(self, book: AlertBook, model: str, a: str, b: str, first_ms: int, at: int,
+                      now_ms: int) -> list[Alert]:
+        """The windows of the pair pooled, for small windows no single one of which can prove a
+        difference: from the pair's first window (or the condition's last resolve; at most
+        POOL_LOOKBACK_S back) to the last closed one, looked at when the smaller pooled count
+        doubles. It can only fire: resolving is the per-window looks' job."""
+        key = (model, b, version_compare.ALERT_TYPE, a)
+        if key in book.firing:
+            return []
+        size = self.s.window_seconds * 1000
+        since = max(first_ms, book.changed_at.get(key, first_ms), at - POOL_LOOKBACK_S * 1000)
+        rows = await self.store.query(version_compare.pooled_sql(
+            self.db, model, (a, b), since, at, at - size, self.s.window_seconds, self.s.label_grace_seconds))
+        counts = {(v, int(w)): (int(n), int(k), int(pn), int(pk)) for v, w, n, k, pn, pk in rows}
+        p = version_compare.pooled(counts, a, b, self.s.min_labeled, at, at - size, self.s.window_seconds)
+        look = version_compare.look_at(min(p.n_a, p.n_b), p.smaller_before, self.s.min_labeled, final=False)
+        if look is None or p.windows < 2:
+            return []  # one window is the per-window test's
+        c = version_compare.compare(p.n_a, p.correct_a, p.n_b, p.correct_b)
+        if not c.worse(self.s.degradation_threshold, look.level):
+            return []
+        condition = version_compare.condition(model, a, b, c, look, self.s.degradation_threshold,
+                                              {"decided_at": iso_ms(at), "decided_by": "pooled_windows",
+                                               "windows": p.windows, "since": iso_ms(since)})
+        return self._observe(book, model, b, at - size, condition, now_ms)
 
     def _row(self, model: str, w: int, a: str, b: str, c: version_compare.Comparison, at: int) -> list[Any]:
         return [model, seconds(w), seconds(window_end_ms(w, self.s.window_seconds)), a, b,

@@ -187,6 +187,65 @@ def counts_sql(db: str, model: str, at_ms: int, before_ms: int, window_seconds: 
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Pooled:
+    """Both versions' labels summed over the windows where each has at least MIN_LABELED."""
+
+    n_a: int
+    correct_a: int
+    n_b: int
+    correct_b: int
+    windows: int
+    smaller_before: int  # the smaller pooled count at the previous boundary (for the looks)
+
+
+def pooled(counts: dict[tuple[str, int], tuple[int, int, int, int]], a: str, b: str, min_labeled: int,
+           at_ms: int, before_ms: int, window_seconds: int) -> Pooled:
+    """Pool the windows closed at ``at_ms`` where both versions have >= ``min_labeled`` labels, and
+    the same at the previous boundary ``before_ms`` (counts: (version, window) -> labeled and correct
+    joined before ``at_ms``, labeled and correct joined before ``before_ms``).
+
+    >>> c = {("a", 0): (60, 57, 50, 48), ("b", 0): (60, 50, 40, 33), ("a", 1): (70, 66, 0, 0), ("b", 1): (10, 9, 0, 0)}
+    >>> pooled(c, "a", "b", 50, 3600_000 + 2, 3600_000 + 1, 3600)
+    Pooled(n_a=60, correct_a=57, n_b=60, correct_b=50, windows=1, smaller_before=0)
+    """
+    size = window_seconds * 1000
+    now = [0, 0, 0, 0]
+    before = [0, 0]
+    used = 0
+    for w in sorted({w for v, w in counts if v == a} & {w for v, w in counts if v == b}):
+        na, ka, pa, _ = counts[(a, w)]
+        nb, kb, pb, _ = counts[(b, w)]
+        if w + size <= at_ms and min(na, nb) >= min_labeled:
+            now = [now[0] + na, now[1] + ka, now[2] + nb, now[3] + kb]
+            used += 1
+        if w + size <= before_ms and min(pa, pb) >= min_labeled:
+            before = [before[0] + pa, before[1] + pb]
+    return Pooled(now[0], now[1], now[2], now[3], used, min(before))
+
+
+def pooled_sql(db: str, model: str, versions: tuple[str, str], since_ms: int, at_ms: int, before_ms: int,
+               window_seconds: int, grace_seconds: int) -> str:
+    """Per version and window from ``since_ms`` closed at ``at_ms``: labeled and correct outcomes joined
+    before ``at_ms`` and before ``before_ms`` (each capped at the window's finality)."""
+    size = window_seconds * 1000
+    final = (window_seconds + grace_seconds) * 1000
+    join = "greatest(toUnixTimestamp64Milli(predicted_at), toUnixTimestamp64Milli(labeled_at))"
+    name = model.replace("\\", "\\\\").replace("'", "\\'")
+    names = ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in versions)
+    cap = f"w + {final} + 1"
+    return (
+        "SELECT model_version, toUnixTimestamp64Milli(window_start) AS w, "
+        f"countIf({join} < least({int(at_ms)}, {cap})), countIf(correct = 1 AND {join} < least({int(at_ms)}, {cap})), "
+        f"countIf({join} < least({int(before_ms)}, {cap})), "
+        f"countIf(correct = 1 AND {join} < least({int(before_ms)}, {cap})) "
+        f"FROM `{db}`.outcomes FINAL WHERE model = '{name}' AND model_version IN ({names}) "
+        f"AND window_start >= fromUnixTimestamp64Milli(toInt64({int(since_ms)}), 'UTC') "
+        f"AND window_start <= fromUnixTimestamp64Milli(toInt64({int(at_ms) - size}), 'UTC') "
+        "GROUP BY model_version, w ORDER BY w, model_version"
+    )
+
+
 def first_seen_sql(db: str, model: str) -> str:
     name = model.replace("\\", "\\\\").replace("'", "\\'")
     return (f"SELECT model_version, min(toUnixTimestamp64Milli(predicted_at)) FROM `{db}`.predictions "

@@ -89,3 +89,18 @@ def test_a_canary_eight_points_worse_is_found():
         c = compare(1600, int(a.sum()), 400, int(b.sum()))
         found += c.worse(0.05, 0.01 / 8)  # look j=2
     assert found >= 180
+
+
+def test_pooled_windows_sum_only_windows_where_both_have_enough_labels():
+    from streams.version_compare import Pooled, pooled
+
+    h = 3_600_000
+    counts = {("a", 0): (300, 285, 300, 285), ("b", 0): (60, 50, 55, 46),
+              ("a", h): (300, 290, 100, 97), ("b", h): (55, 45, 20, 17),
+              ("a", 2 * h): (100, 95, 0, 0), ("b", 2 * h): (20, 18, 0, 0)}
+    got = pooled(counts, "a", "b", 50, 3 * h, 2 * h, 3600)
+    assert got == Pooled(600, 575, 115, 95, 2, 55)  # window 2 h: b has 20 labels; before: window 0 only
+    look = look_at(min(got.n_a, got.n_b), got.smaller_before, 50, final=False)
+    assert look == Look(1, 0.0025)
+    c = compare(got.n_a, got.correct_a, got.n_b, got.correct_b)
+    assert round(c.diff, 6) == round(95 / 115 - 575 / 600, 6) and c.worse(0.05, look.level)
