@@ -3,7 +3,7 @@
 When the label pipeline breaks, every accuracy figure silently freezes. The rule here
 watches each version's *label coverage at a fixed age*: the share of a window's
 predictions whose label arrived within ``age`` of the window's end, where ``age`` is the
-version's usual label delay (the p90 of the delays seen so far). Every window old enough
+version's usual label delay (the p99 of the delays seen so far). Every window old enough
 (window end + age <= the evaluation point) has a coverage that no later label can change,
 so windows are compared like with like, and the normal label delay never looks like an
 outage.
@@ -37,7 +37,10 @@ from streams.figures import _version_filter
 
 SUBJECT = "labels"
 ALERT_TYPE = "labels_missing"
-DELAY_QUANTILE = 0.9  # the "usual delay": a window is judged this long after its end
+# The "usual delay": a window is judged this long after its end. The 99th percentile, not the
+# 90th: with labels delivered in batches (a daily dump), the windows just after a dump wait
+# longest for their labels, and a lower quantile would judge them before their dump came.
+DELAY_QUANTILE = 0.99
 DROP_RATIO = 0.5  # missing: coverage below this share of the usual coverage ...
 ALPHA = 0.001  # ... and a one-sided binomial test at this level says it is no chance
 HISTORY_WINDOWS = 24  # healthy windows the usual coverage is pooled over
