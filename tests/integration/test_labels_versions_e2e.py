@@ -204,3 +204,17 @@ def test_kill_9_in_the_backlog_gives_the_same_alerts(broker, run, generated, tmp
     comparison = ("SELECT model, window_start, candidate_n, candidate_correct, baseline_n, baseline_correct, as_of "
                   "FROM monitoring.version_comparison FINAL ORDER BY 1, 2")
     assert crashy.query(comparison) == run.query(comparison)
+
+
+def test_the_dashboard_version_comparison_panel_shows_the_canary(run, generated):
+    import json
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "grafana/dashboards/model-monitor.json").read_text())
+    (panel,) = [p for p in dashboard["panels"] if p["title"] == "Version comparison (newer - older accuracy)"]
+    s = generated["canary"]
+    sql = (panel["targets"][0]["rawSql"].replace("${model:sqlstring}", f"'{s.model}'")
+           .replace("${model_version:sqlstring}", "'v1', 'v2'").replace("$__timeFilter(window_start)", "1"))
+    rows = run.query(sql)
+    assert len(rows) == s.periods - s.change_period
+    assert {(r[1], r[2]) for r in rows} == {("v2", "v1")} and sum(r[3] for r in rows) / len(rows) < -0.05
