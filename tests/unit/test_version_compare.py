@@ -104,3 +104,23 @@ def test_pooled_windows_sum_only_windows_where_both_have_enough_labels():
     assert look == Look(1, 0.0025)
     c = compare(got.n_a, got.correct_a, got.n_b, got.correct_b)
     assert round(c.diff, 6) == round(95 / 115 - 575 / 600, 6) and c.worse(0.05, look.level)
+
+
+def test_false_alarm_rate_of_the_pooled_looks():
+    """Equal versions, 24 windows of 60-300 labels each added one boundary at a time: the share of
+    pairs whose pooled looks ever fire stays below ALPHA."""
+    rng = np.random.default_rng(7)
+    trials, alarms = 3000, 0
+    for _ in range(trials):
+        acc = rng.uniform(0.7, 0.95)
+        na, nb = rng.integers(60, 300, 24), rng.integers(60, 300, 24)
+        ka, kb = rng.binomial(na, acc), rng.binomial(nb, acc)
+        before = 0
+        for i in range(2, 25):  # at least two windows pooled
+            n_a, n_b = int(na[:i].sum()), int(nb[:i].sum())
+            look = look_at(min(n_a, n_b), before, 50, final=False)
+            before = min(n_a, n_b)
+            if look is not None and compare(n_a, int(ka[:i].sum()), n_b, int(kb[:i].sum())).worse(0.05, look.level):
+                alarms += 1
+                break
+    assert alarms / trials < ALPHA
