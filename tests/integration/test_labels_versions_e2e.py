@@ -6,7 +6,8 @@ with `producers.replay` into a worker started as `faust -A streams.app worker`. 
 store must hold exactly the expected `labels_missing` and `version_worse` alerts and
 nothing false: no `labels_missing` on the normal label delay nor at the end of the log,
 no `version_worse` before the canary or on the better version; and the same alert ids
-when the same input is read from one partition instead of four.
+when the same input is read from one partition instead of four, after kill -9 three times
+in the backlog, and by two workers sharing one ClickHouse.
 """
 
 from __future__ import annotations
@@ -239,3 +240,39 @@ def test_the_dashboard_version_comparison_panel_shows_the_canary(run, generated)
     rows = run.query(sql)
     assert len(rows) == s.periods - s.change_period
     assert {(r[1], r[2]) for r in rows} == {("v2", "v1")} and sum(r[3] for r in rows) / len(rows) < -0.05
+
+
+def test_two_workers_give_the_same_alerts(broker, run, generated, start_clickhouse_front, tmp_path):
+    """The two workers split the partitions and share one ClickHouse; the one deciding alerts reads
+    the other's facts up to the watermarks its progress rows vouch for."""
+    import time
+
+    from tests.figures_snapshot import comparison_env
+
+    single, total = _replay(broker.bootstrap, generated, tmp_path / "topics")
+    topics = {k: v for k, v in single.env.items() if k.startswith("TOPIC_")}
+    front = start_clickhouse_front(tmp_path / "clickhouse")
+    workers = []
+    for name in ("a", "b"):
+        workdir = tmp_path / name
+        workdir.mkdir()
+        workers.append(WorkerRun(comparison_env(broker.bootstrap, topics, workdir, CLICKHOUSE_URL=front.url,
+                                                MONITOR_APP_ID=f"labels-pair-{tmp_path.name}"), workdir))
+    sql = f"SELECT alert_id FROM monitoring.alerts FINAL WHERE {MINE} ORDER BY 1"
+    want, got = run.query(sql), None
+    for worker in workers:
+        worker.start()
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            statuses = [w.status() for w in workers]
+            if all(s and s["drained"] for s in statuses):
+                got = workers[0].query(sql)
+                if got == want:
+                    break
+            time.sleep(1)
+    finally:
+        for worker in workers:
+            assert worker.stop() == 0, worker.log_tail()
+    assert workers[0].query(sql) == want, got
+    assert sorted(s["evaluates_alerts"] for s in statuses) == [False, True]
