@@ -405,7 +405,7 @@ def _positive_int(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from producers.scenarios import PLANS
+    from producers.scenarios import PLANS, VARIANTS
 
     parser = argparse.ArgumentParser(
         prog="python -m producers.replay",
@@ -414,7 +414,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", help="CSV, Parquet or JSONL file in the replay shape")
-    source.add_argument("--scenario", choices=list(PLANS), help="generate a built-in scenario")
+    source.add_argument("--scenario", choices=[*PLANS, *VARIANTS], help="generate a built-in scenario")
     parser.add_argument("--speed", type=float, default=None,
                         help="X times real time, relative to the first event (default: as fast as possible)")
     parser.add_argument("--limit", type=_positive_int, default=None, help="replay at most N rows")

@@ -160,6 +160,8 @@ class Scenario:
     change_start: str | None = None
     drifted_features: tuple[str, ...] = ()
     columns: tuple[str, ...] = field(default=COLUMNS)
+    label_outage: tuple[int, int] | None = None  # periods [start, end) whose predictions never get labels
+    canary_version: str | None = None  # a second version serving part of the traffic from change_period on
 
 
 # --- sampling ---
@@ -341,16 +343,27 @@ def generate(
     start: str | datetime = DEFAULT_START,
     model: str | None = None,
     model_version: str = "v1",
+    label_outage: tuple[int, int] | None = None,
 ) -> Scenario:
-    """Generate scenario ``name`` (one of :data:`PLANS`); the same arguments give the same rows.
+    """Generate scenario ``name`` (one of :data:`PLANS` or :data:`VARIANTS`); the same arguments
+    give the same rows.
 
     ``rows`` is the number of distinct requests (default 10000), split evenly over the
     periods; period p covers [start + p*period_seconds, start + (p+1)*period_seconds).
+    ``label_outage=(start, end)``: the predictions of periods start..end-1 never get a label
+    (the label pipeline is down, then comes back).
     """
-    plan = _plan(name)
     if name in CALIBRATED_PLANS:  # labels drawn from the scores (producers/scenarios.py, end)
+        if label_outage is not None:
+            raise ValueError(f"label_outage is not available for {name!r}: its labels are drawn from the scores")
         return _calibrated_scenario(name, CALIBRATED_PLANS[name], seed, rows, periods, period_seconds, start,
                                     model, model_version)
+    variant = VARIANTS.get(name)
+    if variant is not None and label_outage is None and variant.label_outage is not None:
+        label_outage = variant.label_outage(periods)
+    if label_outage is not None:
+        _check_outage(label_outage, periods)
+    plan = variant.plan if variant is not None else _plan(name)
     total = 10_000 if rows is None else rows
     _check_positive(rows=total, periods=periods, period_seconds=period_seconds)
     if total < periods:
@@ -367,7 +380,14 @@ def generate(
         period = _Period(p, n, start_ms + p * period_seconds * 1000, period_seconds * 1000,
                          plan.accuracy(p, periods), plan.features_at(p, periods))
         ids = [f"{name}-{seed}-{i:07d}" for i in range(first_id, first_id + n)]
-        period_rows, summary = _period_rows(rows_rng, period, ids, model, model_version)
+        canary = variant.canary if variant is not None else None
+        change_at = plan.change_period(periods)
+        if canary is not None and change_at is not None and p >= change_at:
+            period_rows, summary = _canary_period_rows(rows_rng, period, ids, model, model_version, canary)
+        else:
+            period_rows, summary = _period_rows(rows_rng, period, ids, model, model_version)
+        if label_outage is not None and label_outage[0] <= p < label_outage[1]:
+            period_rows, summary = _unlabeled(period_rows), replace(summary, labeled=0, correct=0)
         out.extend(period_rows)
         summaries.append(summary)
         first_id += n
@@ -390,6 +410,8 @@ def generate(
         change_period=change,
         change_start=summaries[change].start if change is not None and change < periods else None,
         drifted_features=plan.drifted_features,
+        label_outage=label_outage,
+        canary_version=variant.canary.version if variant is not None and variant.canary is not None else None,
     )
 
 
@@ -586,7 +608,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m producers.scenarios",
         description="Write a built-in scenario (and its reference file beside it) in the replay shape.",
     )
-    parser.add_argument("name", choices=list(PLANS))
+    parser.add_argument("name", choices=[*PLANS, *VARIANTS])
     parser.add_argument("--out", required=True, help="output file: .csv, .parquet or .jsonl")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows", type=int, default=None,
@@ -596,6 +618,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--start", default=DEFAULT_START, help="ISO-8601 start of period 0")
     parser.add_argument("--model", default=None, help="model name (default: the scenario's)")
     parser.add_argument("--model-version", default="v1")
+    parser.add_argument("--label-outage", type=outage_periods, default=None, metavar="START:END",
+                        help="periods START..END-1 get no labels (the label pipeline stops, then comes back)")
     return parser
 
 
@@ -604,7 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         scenario = generate(args.name, seed=args.seed, rows=args.rows, periods=args.periods,
                             period_seconds=args.period_seconds, start=args.start,
-                            model=args.model, model_version=args.model_version)
+                            model=args.model, model_version=args.model_version, label_outage=args.label_outage)
         rows_path, ref_path = write(scenario, args.out)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -613,6 +637,85 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {ref_path} ({len(scenario.reference)} reference rows)")
     print("\n".join(summary_lines(scenario)))
     return 0
+
+
+# --- variants: label outage and canary (appended) ---
+
+@dataclass(frozen=True)
+class Canary:
+    """A second version taking ``share`` of the traffic from the plan's change period on."""
+
+    version: str
+    share: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A scenario built on a plan: label outage periods and / or a canary version."""
+
+    plan: Plan
+    label_outage: Callable[[int], tuple[int, int]] | None = None
+    canary: Canary | None = None
+
+
+VARIANTS: dict[str, Variant] = {
+    "label-outage": Variant(
+        Plan("claims-triage",
+             "Accuracy 0.92 throughout; the label pipeline stops for the periods from 2/5 to 3/5 "
+             "(their predictions never get labels), then comes back.",
+             lambda p, n: 0.92),
+        label_outage=lambda n: (n * 2 // 5, max(n * 2 // 5 + 1, n * 3 // 5)),
+    ),
+    "canary": Variant(
+        Plan("loan-approval",
+             "v1 serves all traffic at accuracy 0.95; from the middle period on a canary v2 takes 20% "
+             "of the requests at accuracy 0.87 (8 points worse, above the 0.85 objective).",
+             lambda p, n: 0.95,
+             change_period=lambda n: n // 2),
+        canary=Canary("v2", 0.2, 0.87),
+    ),
+}
+
+
+def outage_periods(text: str) -> tuple[int, int]:
+    """``START:END`` as (start, end), periods START..END-1.
+
+    >>> outage_periods("8:12")
+    (8, 12)
+    """
+    start, sep, end = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return int(start), int(end)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not START:END (two period numbers)") from None
+
+
+def _check_outage(outage: tuple[int, int], periods: int) -> None:
+    start, end = outage
+    if not 0 <= start < end <= periods:
+        raise ValueError(f"label_outage={start}:{end} is not valid: expected 0 <= START < END <= periods ({periods})")
+
+
+def _unlabeled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**row, "actual_label": None, "actual_timestamp": None} for row in rows]
+
+
+def _canary_period_rows(rng: np.random.Generator, period: _Period, ids: Sequence[str], model: str,
+                        model_version: str, canary: Canary) -> tuple[list[dict[str, Any]], PeriodSummary]:
+    """A period split between the main version and the canary, each at its own exact accuracy;
+    rows in timestamp order, the summary summed over both."""
+    n_canary = min(period.n - 1, max(1, round(period.n * canary.share)))
+    main = replace(period, n=period.n - n_canary)
+    side = replace(period, n=n_canary, accuracy=canary.accuracy)
+    rows_main, s_main = _period_rows(rng, main, ids[:main.n], model, model_version)
+    rows_side, s_side = _period_rows(rng, side, ids[main.n:], model, canary.version)
+    rows = sorted(rows_main + rows_side, key=lambda r: r["timestamp"])
+    summary = replace(s_main, rows=s_main.rows + s_side.rows, predictions=period.n,
+                      labeled=s_main.labeled + s_side.labeled, correct=s_main.correct + s_side.correct)
+    return rows, summary
 
 
 if __name__ == "__main__":

@@ -32,16 +32,16 @@ from pydantic import Field
 
 from sinks.clickhouse import ReadAnswer, parse_target
 from sinks.query import QueryError, run_read
+from streams.alert_rules import ALERT_TYPES
 from streams.canonical import canonical_class
 from streams.settings import Settings, SettingsError, load_settings
 
 MAX_ROWS = 1000  # the most rows query_inference_logs returns
 MAX_WINDOWS = 1000  # the most windows per version an accuracy or drift answer lists
 PREDICTION_SUBJECTS = ("__score__", "__prediction__")
-ALERT_TYPES = ("accuracy_below_threshold", "accuracy_drop", "error_rate_drift", "feature_drift", "prediction_drift")
-
+# The tool schema an agent reads lists the types; a unit test keeps it equal to the worker's.
 AlertType = Literal["accuracy_below_threshold", "accuracy_drop", "error_rate_drift", "feature_drift",
-                    "prediction_drift"]
+                    "prediction_drift", "estimated_accuracy_below_threshold", "labels_missing", "version_worse"]
 Model = Annotated[str, Field(description="Model name, as in the events' `model` field (e.g. 'banking-campaign').")]
 OptionalVersion = Annotated[str | None, Field(
     description="Model version (e.g. 'v1'); omit for every version of the model.")]
@@ -623,12 +623,15 @@ def build_server(settings: Settings):  # noqa: ANN201 - mcp.server.mcpserver.MCP
           num_features Map(String, Float64), cat_features Map(String, String), features (JSON).
         - window_metrics: per model, model_version, window_start: predictions, labeled, correct,
           accuracy, precision, recall, f1, positive_rate, mean_confidence, rolling_accuracy,
-          label_coverage, final, late_labels.
+          label_coverage, final, late_labels, label_delay_p50_s, label_delay_p90_s.
         - feature_drift: per window and feature: kind, psi, n, drifted, band, test, statistic,
           dof, p_value (feature `__score__` / `__prediction__` for prediction drift).
         - alerts: alert_id, status, type, severity, model, model_version, subject,
           window_start, window_end, value, threshold, baseline, detected_at, message,
           recommended_action, evidence (JSON text).
+        - version_comparison: per model, window_start and (baseline_version, candidate_version):
+          baseline_n, baseline_correct, baseline_accuracy, candidate_n, candidate_correct,
+          candidate_accuracy, diff, diff_low, diff_high, p_value, worse, as_of.
         Example: SELECT request_id, predicted_at, prediction, label, score, features FROM
         monitoring.outcomes FINAL WHERE model = 'banking-campaign' AND correct = 0
         ORDER BY predicted_at DESC LIMIT 20

@@ -100,6 +100,23 @@ class Delays:
     overflow: int | None = None
 
 
+@dataclass(frozen=True)
+class VersionComparison:
+    """One window of this version (the candidate) against an older one (version_comparison)."""
+
+    start_ms: int
+    baseline: str
+    baseline_n: int
+    baseline_accuracy: float
+    candidate_n: int
+    candidate_accuracy: float
+    diff: float
+    diff_low: float
+    diff_high: float
+    p_value: float
+    worse: bool
+
+
 @dataclass
 class VersionData:
     model: str
@@ -108,6 +125,7 @@ class VersionData:
     drift: list[Drift] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     delays: Delays | None = None
+    comparisons: list[VersionComparison] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -656,10 +674,37 @@ def render_report(versions: Sequence[VersionData], limits: Limits, source: str, 
             "delays": Markup(delay_figure(data.delays)) if data.delays and data.delays.count else None,
             "delay_note": delay_note(data.delays),
             "alerts": Markup(alerts_table_html(data.alerts)) if data.alerts else None,
+            "label_note": label_note(data.windows),
+            "comparisons": [comparison_cells(c) for c in data.comparisons],
         })
     template = _environment().get_template("page.html")
     return template.render(sections=sections, limits=limits, source=source,
                            generated=generated.strftime("%Y-%m-%d %H:%M:%S UTC"))
+
+
+def label_note(windows: Sequence[Window]) -> str:
+    """Label-pipeline health in one sentence: coverage overall and the least covered window.
+
+    >>> label_note([Window(0, 100, 90, 80, 0.9, True), Window(3_600_000, 200, 20, 18, 0.9, False)])
+    'Label coverage 36.7% overall; lowest 10.0% (window 1970-01-01 01:00, still open to labels).'
+    """
+    counted = [w for w in windows if w.predictions]
+    if not counted:
+        return "No predictions yet."
+    total = sum(w.labeled for w in counted) / sum(w.predictions for w in counted)
+    low = min(counted, key=lambda w: (w.labeled / w.predictions, w.start_ms))
+    state = "final" if low.final else "still open to labels"
+    return (f"Label coverage {total:.1%} overall; lowest {low.labeled / low.predictions:.1%} "
+            f"(window {format_time(low.start_ms)}, {state}).")
+
+
+def comparison_cells(c: VersionComparison) -> dict[str, str]:
+    """One row of the version comparison table, formatted."""
+    return {"window": format_time(c.start_ms), "baseline": c.baseline,
+            "baseline_accuracy": f"{c.baseline_accuracy:.1%} of {c.baseline_n:,}",
+            "accuracy": f"{c.candidate_accuracy:.1%} of {c.candidate_n:,}",
+            "diff": f"{c.diff * 100:+.1f} [{c.diff_low * 100:+.1f}, {c.diff_high * 100:+.1f}]",
+            "p": f"{c.p_value:.2g}", "worse": "worse" if c.worse else ""}
 
 
 def delay_note(delays: Delays | None) -> str:
@@ -722,6 +767,19 @@ def fetch(settings: Settings, model: str | None = None, version: str | None = No
         _, hist = run_query(settings, f"SELECT {bucket} AS b, count() FROM {db}.outcomes FINAL "
                                       f"{where_clause(data.model, data.version)} GROUP BY b ORDER BY b")
         data.delays = Delays(count, float(median), float(p90), width, {int(b): int(n) for b, n in hist}, overflow)
+    try:
+        _, rows = run_query(settings, f"SELECT model, candidate_version, {_ms('window_start')}, baseline_version, "
+                                      "baseline_n, baseline_accuracy, candidate_n, candidate_accuracy, diff, diff_low, "
+                                      f"diff_high, p_value, worse FROM {db}.version_comparison FINAL "
+                                      f"{where.replace('model_version', 'candidate_version')} "
+                                      "ORDER BY model, candidate_version, window_start, baseline_version")
+    except QueryError:
+        rows = []  # a store no worker of this release has opened yet has no such table
+    for r in rows:
+        if (str(r[0]), str(r[1])) in versions:
+            versions[(str(r[0]), str(r[1]))].comparisons.append(VersionComparison(
+                int(r[2]), str(r[3]), int(r[4]), float(r[5]), int(r[6]), float(r[7]), float(r[8]), float(r[9]),
+                float(r[10]), float(r[11]), bool(r[12])))
     return [versions[k] for k in sorted(versions)]
 
 

@@ -80,7 +80,9 @@ TABLES: dict[str, str] = {
         estimated_accuracy Nullable(Float64),
         estimated_accuracy_low Nullable(Float64),
         estimated_accuracy_high Nullable(Float64),
-        estimation_error Nullable(Float64)
+        estimation_error Nullable(Float64),
+        label_delay_p50_s Nullable(Float64),
+        label_delay_p90_s Nullable(Float64)
     """,
     "feature_drift": f"""
         model LowCardinality(String),
@@ -169,6 +171,27 @@ TABLES: dict[str, str] = {
         source String,
         updated_at {DT6}
     """,
+    # Two versions of one model in one window (streams/version_compare.py), as of an event-time point.
+    "version_comparison": f"""
+        model String,
+        window_start {DT3},
+        window_end {DT3},
+        baseline_version String,
+        candidate_version String,
+        baseline_n UInt64,
+        baseline_correct UInt64,
+        baseline_accuracy Float64,
+        candidate_n UInt64,
+        candidate_correct UInt64,
+        candidate_accuracy Float64,
+        diff Float64,
+        diff_low Float64,
+        diff_high Float64,
+        p_value Float64,
+        worse UInt8,
+        as_of {DT3},
+        updated_at {DT6}
+    """,
 }
 
 ENGINES: dict[str, str] = {
@@ -183,6 +206,7 @@ ENGINES: dict[str, str] = {
     "stream_checkpoints": "ReplacingMergeTree(released_ms) ORDER BY (app_id, model, model_version)",
     "partition_progress": "ReplacingMergeTree(updated_at) ORDER BY (app_id, topic, partition, model, model_version)",
     "model_settings": "ReplacingMergeTree(updated_at) ORDER BY (model, model_version)",
+    "version_comparison": "ReplacingMergeTree(as_of) ORDER BY (model, window_start, baseline_version, candidate_version)",
 }
 
 
@@ -196,7 +220,8 @@ ADDED_COLUMNS: dict[str, list[str]] = {
     "outcomes": ["late UInt8", "behind_watermark UInt8"],
     "window_metrics": ["late_labels UInt64", "estimated_accuracy Nullable(Float64)",
                        "estimated_accuracy_low Nullable(Float64)", "estimated_accuracy_high Nullable(Float64)",
-                       "estimation_error Nullable(Float64)"],
+                       "estimation_error Nullable(Float64)", "label_delay_p50_s Nullable(Float64)",
+                       "label_delay_p90_s Nullable(Float64)"],
     "feature_drift": ["test LowCardinality(String)", "statistic Nullable(Float64)", "dof UInt32",
                       "p_value Nullable(Float64)"],
 }

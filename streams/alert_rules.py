@@ -35,6 +35,8 @@ ALERT_TYPES = (
     "feature_drift",
     "prediction_drift",
     "estimated_accuracy_below_threshold",
+    "labels_missing",
+    "version_worse",
 )
 FLOAT_TOLERANCE = 1e-12
 

@@ -97,6 +97,25 @@ def confusion_sql(db: str, groups: Groups) -> str:
     )
 
 
+def label_delay_sql(db: str, groups: Groups) -> str:
+    """p50 and p90 of the label delays (labeled_at - predicted_at, seconds) of each window's joined
+    outcomes: numpy's default linear interpolation (``quantileExactInclusive``), exact whatever order
+    the engine reads in."""
+    return (
+        "SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS w, quantilesExactInclusive(0.5, 0.9)("
+        "(toUnixTimestamp64Milli(labeled_at) - toUnixTimestamp64Milli(predicted_at)) / 1000) "
+        f"FROM `{db}`.outcomes FINAL WHERE {_groups_filter(groups)} GROUP BY model, model_version, w"
+    )
+
+
+def label_delays(rows: Iterable[tuple]) -> dict[Version, dict[int, tuple[float, float]]]:
+    """(p50, p90) label delay in seconds per version and window, from :func:`label_delay_sql`'s rows."""
+    out: dict[Version, dict[int, tuple[float, float]]] = {}
+    for model, version, w, (p50, p90) in rows:
+        out.setdefault((model, version), {})[int(w)] = (float(p50), float(p90))
+    return out
+
+
 def window_counts(prediction_rows: Sequence[tuple],
                   confusion_rows: Sequence[tuple]) -> dict[Version, dict[int, WindowCounts]]:
     counts: dict[Version, dict[int, WindowCounts]] = {}

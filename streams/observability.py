@@ -178,6 +178,7 @@ class MonitorCollector(Collector):
         yield from self._flow()
         yield from self._versions()
         yield from self._estimates()
+        yield from self._labels()
         yield from self._sink()
 
     def _flow(self) -> Iterator[Metric]:
@@ -263,6 +264,24 @@ class MonitorCollector(Collector):
                 for bound, value in (("estimate", e.accuracy), ("low", e.low), ("high", e.high)):
                     estimated.add_metric([model, version, bound], value)
         yield estimated
+
+    def _labels(self) -> Iterator[Metric]:
+        """Label-pipeline health of each version's newest closed window (an open one is still labeling)."""
+        labels = ["model", "model_version"]
+        coverage = GaugeMetricFamily(PREFIX + "label_coverage_ratio",
+                                     "Labeled / predictions of the newest closed window so far.", labels=labels)
+        delay = GaugeMetricFamily(PREFIX + "label_delay_p90_seconds",
+                                  "90th percentile label delay of the newest closed window's outcomes.", labels=labels)
+        for (model, version), state in sorted(self.monitor.versions.items()):
+            closed = [w for w in state.closed if w in state.last_labels]
+            if not closed:
+                continue
+            share, p90 = state.last_labels[max(closed)]
+            if share is not None:
+                coverage.add_metric([model, version], share)
+            if p90 is not None:
+                delay.add_metric([model, version], p90)
+        yield from (coverage, delay)
 
     def _sink(self) -> Iterator[Metric]:
         store = self.monitor.store

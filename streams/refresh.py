@@ -19,6 +19,7 @@ from typing import Any
 from sinks.clickhouse import ClickHouseStore
 from streams.alert_rules import Alert
 from streams.decisions import AlertDecisions
+from streams.event_checks import EventChecks
 from streams.model_config import settings_row
 from streams.partitions import InputPartitions
 from streams.release import OutcomeRelease
@@ -103,6 +104,7 @@ class RefreshJob:
         self.release = release
         self.publish = publish
         self.clock = clock
+        self.event_checks = EventChecks(settings, store)
 
     async def run(self, plan: RefreshPlan) -> None:
         rows_written = False
@@ -152,6 +154,9 @@ class RefreshJob:
                             for a in self.decisions.on_closed_windows(v.state, v.newly_closed, now_ms)])
         await self.publish([a for v in plan.versions
                             for a in self.decisions.on_closed_estimates(v.state, v.newly_closed, now_ms)])
+        # Label health and version comparison at the window boundaries the watermarks passed.
+        await self.publish(await self.event_checks.run(self.decisions.book,
+                                                       [(v.state, v.watermark_ms) for v in plan.versions], now_ms))
         checkpoints = [[self.s.app_id, v.state.model, v.state.version, v.watermark_ms, time.time()]
                        for v in plan.versions if v.watermark_ms != v.state.evaluated_watermark]
         await self.store.insert("checkpoints", checkpoints)

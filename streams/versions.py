@@ -55,6 +55,7 @@ class VersionState:
     last_estimate: dict[int, WindowEstimate] = field(default_factory=dict)  # estimated accuracy per window
     config: ModelSettings = field(default_factory=ModelSettings)  # MONITOR_CONFIG, resolved when first seen
     config_stored: bool = False  # its model_settings row written by this worker
+    last_labels: dict[int, tuple[float | None, float | None]] = field(default_factory=dict)  # w -> coverage, p90 s
 
     @property
     def binary(self) -> bool:

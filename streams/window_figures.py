@@ -85,10 +85,13 @@ class WindowFigures:
                                             for v, _ in targets})
         estimates = await window_estimates(self.store, [(v.state, windows) for v, windows in targets],
                                            self.s.window_seconds)
+        delays = figures.label_delays(await self.store.query(figures.label_delay_sql(self.db, groups))
+                                      if groups else [])
         metrics_rows = []
         for v, windows in targets:
             state = v.state
             per_window = counts.get((state.model, state.version), {})
+            delay = delays.get((state.model, state.version), {})
             for w in windows:
                 c = per_window.get(w, figures.WindowCounts())
                 fig = classification_figures(c.confusion, state.config.positive_label, binary=v.binary)
@@ -96,6 +99,8 @@ class WindowFigures:
                 estimated = estimates.get((state.model, state.version), {}).get(w)
                 if estimated is not None:
                     state.last_estimate[w] = estimated
+                state.last_labels[w] = (fig.labeled / c.predictions if c.predictions else None,
+                                        delay.get(w, (None, None))[1])
                 metrics_rows.append([
                     state.model, state.version, seconds(w), seconds(window_end_ms(w, self.s.window_seconds)),
                     c.predictions, fig.labeled, fig.correct, fig.accuracy, fig.precision, fig.recall, fig.f1,
@@ -103,7 +108,7 @@ class WindowFigures:
                     float(c.confidence_sum / c.confidence_n) if c.confidence_n else None,
                     v.rolling_accuracy, fig.labeled / c.predictions if c.predictions else None,
                     int(w in state.final), now, c.late_labels,
-                    *estimate_columns(estimated, fig.accuracy),
+                    *estimate_columns(estimated, fig.accuracy), *delay.get(w, (None, None)),
                 ])
         drift_rows = await self.drift_rows([(v.state, windows) for v, windows in targets], now)
         return metrics_rows, drift_rows

@@ -268,3 +268,9 @@ def test_estimated_accuracy_of_the_newest_window_with_an_estimate(scraped):
     key = (("model", "m"), ("model_version", "v1"))
     assert [scraped[("model_monitor_estimated_accuracy_ratio", (("bound", b), *key))]
             for b in ("estimate", "low", "high")] == [0.8, 0.7, 0.9]
+
+
+def test_label_health_of_the_newest_closed_window(scraped):
+    # Window 1: p5, p6, p7 predicted; p5 and p6 labeled 9 s after their predictions.
+    assert scraped[("model_monitor_label_coverage_ratio", VERSION)] == 2 / 3
+    assert scraped[("model_monitor_label_delay_p90_seconds", VERSION)] == 9.0

@@ -226,3 +226,17 @@ def test_the_estimate_is_drawn_beside_the_accuracy_and_its_alert_on_it():
     svg = accuracy_figure(windows, [alert], 0.85)
     assert 'id="series-estimated-accuracy"' in svg and 'id="estimate-interval"' in svg
     assert 'id="series-estimated-accuracy"' not in accuracy_figure([Window(0, 1, 1, 1, 1.0, True)], [], 0.85)
+
+
+def test_label_health_note_and_version_comparison_table():
+    from sinks.report import VersionComparison, label_note, render_report
+
+    assert label_note([]) == "No predictions yet."
+    data = VersionData("m", "v2", windows=[Window(0, 100, 80, 70, 0.875, True)], comparisons=[
+        VersionComparison(0, "v1", 400, 0.95, 100, 0.87, -0.08, -0.147, -0.013, 0.0004, True)])
+    page = render_report([data], Limits(0.85, 0.1, 0.2), "chdb://memory", datetime(2026, 1, 5, tzinfo=UTC))
+    assert "Label coverage 80.0% overall; lowest 80.0% (window 1970-01-01 00:00, final)." in page
+    row = re.search(r'<tr class="comparison tone-critical">(.*?)</tr>', page, flags=re.S).group(1)
+    assert [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td.*?</td>", row, flags=re.S)] == [
+        "1970-01-01 00:00", "v1", "95.0% of 400", "87.0% of 100", "-8.0 [-14.7, -1.3]", "0.0004", "worse"]
+    assert cells(page) == []  # not taken for alert rows

@@ -212,3 +212,44 @@ def test_command_line_writes_both_files_and_prints_the_summary(tmp_path, capsys)
 def test_command_line_rejects_a_bad_extension(tmp_path, capsys):
     assert scenarios.main(["stable", "--out", str(tmp_path / "x.xlsx")]) == 2
     assert "unknown file type '.xlsx'" in capsys.readouterr().err
+
+
+# --- label-outage and canary (issue 16) ---
+
+def test_label_outage_takes_every_label_of_its_periods_and_only_those():
+    s = generate("label-outage", rows=2000, periods=10)
+    assert s.label_outage == (4, 6)
+    periods = _by_period(s.rows)
+    for p, summary in enumerate(s.period_summaries):
+        correct, labeled = _accuracy(periods[p])
+        assert (correct, labeled) == (summary.correct, summary.labeled)
+        assert (labeled == 0) == (4 <= p < 6)
+    assert all(r["actual_timestamp"] is None for p in (4, 5) for r in periods[p])
+
+
+def test_label_outage_flag_on_any_scenario_keeps_the_other_rows():
+    plain, cut = generate("stable", rows=1000, periods=5), generate("stable", rows=1000, periods=5, label_outage=(1, 2))
+    assert [r["request_id"] for r in plain.rows] == [r["request_id"] for r in cut.rows]
+    assert [p.labeled for p in cut.period_summaries] == [plain.period_summaries[0].labeled, 0,
+                                                         *[p.labeled for p in plain.period_summaries[2:]]]
+    with pytest.raises(ValueError, match="label_outage=3:3"):
+        generate("stable", rows=100, periods=5, label_outage=(3, 3))
+    assert scenarios.outage_periods("2:4") == (2, 4)
+
+
+def test_canary_version_takes_a_fifth_from_the_middle_at_exact_accuracies():
+    s = generate("canary", rows=4000, periods=8)
+    assert s.canary_version == "v2" and s.change_period == 4
+    periods = _by_period(s.rows)
+    for p in range(8):
+        v2 = [r for r in periods[p] if r["model_version"] == "v2"]
+        v1 = [r for r in periods[p] if r["model_version"] == "v1"]
+        if p < 4:
+            assert v2 == []
+            continue
+        assert len({r["request_id"] for r in v2}) == 100
+        for rows, acc in ((v1, 0.95), (v2, 0.87)):
+            correct, labeled = _accuracy(rows)
+            assert correct == math.floor(acc * labeled + 0.5)
+    stamps = [r["timestamp"] for r in s.rows]
+    assert stamps == sorted(stamps)
