@@ -92,7 +92,7 @@ from benchmarks.common import (
 )
 from benchmarks.markdown import markdown_table
 from producers.replay import ReplayResult, replay
-from producers.scenarios import Scenario, generate, parse_start, write
+from producers.scenarios import VARIANTS, Scenario, generate, parse_start, write
 from streams.settings import Settings, load_settings
 from tests.worker_harness import WorkerRun
 
@@ -125,6 +125,8 @@ RUNS = (
     RunSpec("feature-drift", "feature-drift"),
     RunSpec("sudden-drift", "sudden-drift"),
     RunSpec("covariate-shift", "covariate-shift"),
+    RunSpec("label-outage", "label-outage"),
+    RunSpec("canary", "canary"),
     RunSpec("stable-long", "stable", rows=210_000, periods=100, speed=2500.0),
     RunSpec("stable-small", "stable", rows=2000),
 )
@@ -159,8 +161,22 @@ def truth(expected_accuracy: Sequence[float], change_period: int | None, drifted
 
 
 def scenario_truth(scenario: Scenario, settings: Settings) -> Allowed:
-    return truth(scenario.expected_accuracy, scenario.change_period, scenario.drifted_features,
-                 settings.accuracy_threshold, settings.degradation_threshold)
+    """:func:`truth`, plus the label outage (labels_missing from its first period) and the
+    canary (version_worse against the old version, and the canary's own accuracy alerts
+    against the reference's baseline, from the period it starts serving)."""
+    allowed = truth(scenario.expected_accuracy, scenario.change_period, scenario.drifted_features,
+                    settings.accuracy_threshold, settings.degradation_threshold)
+    if scenario.label_outage is not None:
+        allowed[("labels_missing", "labels")] = scenario.label_outage[0]
+    canary = VARIANTS[scenario.name].canary if scenario.name in VARIANTS else None
+    if scenario.canary_version is not None and canary is not None and scenario.change_period is not None:
+        allowed[("version_worse", scenario.model_version)] = scenario.change_period
+        baseline = scenario.expected_accuracy[0]
+        if canary.accuracy <= baseline - settings.degradation_threshold + ACCURACY_TOLERANCE:
+            allowed[("accuracy_drop", "accuracy")] = scenario.change_period
+        if canary.accuracy < settings.accuracy_threshold - ACCURACY_TOLERANCE:
+            allowed[("accuracy_below_threshold", "accuracy")] = scenario.change_period
+    return allowed
 
 
 @dataclass(frozen=True)
@@ -180,12 +196,18 @@ class Target:
 def scenario_targets(scenario: Scenario, allowed: Allowed) -> tuple[Target, ...]:
     """degradation: ADWIN no later than the SLO breach; feature-drift: the two strongly drifted
     numeric features one window after the change, for good (is_premium moves 0.30 -> 0.35 only);
-    covariate-shift: the estimate below the SLO in the first window whose accuracy is."""
+    covariate-shift: the estimate below the SLO in the first window whose accuracy is;
+    label-outage: labels_missing on the first window without labels; canary: version_worse in
+    the first window the canary serves."""
     if scenario.name == "degradation" and ("accuracy_below_threshold", "accuracy") in allowed:
         return (Target("error_rate_drift", "error_rate", allowed[("accuracy_below_threshold", "accuracy")]),)
     if scenario.name == "covariate-shift" and ("accuracy_below_threshold", "accuracy") in allowed:
         return (Target("estimated_accuracy_below_threshold", "estimated_accuracy",
                        allowed[("accuracy_below_threshold", "accuracy")]),)
+    if scenario.label_outage is not None:
+        return (Target("labels_missing", "labels", scenario.label_outage[0]),)
+    if ("version_worse", scenario.model_version) in allowed:
+        return (Target("version_worse", scenario.model_version, allowed[("version_worse", scenario.model_version)]),)
     if scenario.name == "feature-drift" and scenario.change_period is not None:
         return tuple(Target("feature_drift", f, scenario.change_period + 1, never_resolved=True)
                      for f in ("age", "income") if f in scenario.drifted_features)

@@ -15,7 +15,7 @@ if ROOT not in sys.path:  # benchmarks/ is not an installed package; `python -m 
     sys.path.insert(0, ROOT)
 
 from benchmarks import bench_alerts as ba  # noqa: E402
-from producers.scenarios import PLANS, generate, parse_start  # noqa: E402
+from producers.scenarios import PLANS, VARIANTS, generate, parse_start  # noqa: E402
 from streams.settings import load_settings  # noqa: E402
 
 START = "2026-01-05T00:00:00.000Z"
@@ -81,6 +81,19 @@ def test_truth_and_target_of_covariate_shift() -> None:
     assert ba.scenario_targets(scenario, allowed) == (ba.Target(*EST, 10),)
 
 
+def test_truth_and_targets_of_the_label_outage_and_the_canary() -> None:
+    settings = load_settings({})
+    outage = generate("label-outage", rows=20 * 100)
+    allowed = ba.scenario_truth(outage, settings)
+    assert allowed == {("labels_missing", "labels"): 8}
+    assert ba.scenario_targets(outage, allowed) == (ba.Target("labels_missing", "labels", 8),)
+    canary = generate("canary", rows=20 * 100)
+    allowed = ba.scenario_truth(canary, settings)
+    # v2 at 0.87: 8 points under the reference's 0.95 (a drop), above the 0.85 objective
+    assert allowed == {("version_worse", "v1"): 10, DROP: 10}
+    assert ba.scenario_targets(canary, allowed) == (ba.Target("version_worse", "v1", 10),)
+
+
 def test_truth_edges() -> None:
     # exactly at the SLO is not below it; exactly the degradation is a drop (0.95 - 0.05 in floats)
     assert ba.truth([0.95, 0.85, 0.9], None, (), 0.85, 0.05) == {ERD: 1, DROP: 1}
@@ -108,8 +121,8 @@ def test_scenario_truth_and_targets_from_generated_scenarios() -> None:
 
 def test_every_run_is_a_builtin_scenario_and_the_long_run_has_400k_events() -> None:
     assert [s.name for s in ba.RUNS] == ["stable", "degradation", "feature-drift", "sudden-drift",
-                                         "covariate-shift", "stable-long", "stable-small"]
-    assert {s.scenario for s in ba.RUNS} == set(PLANS)
+                                         "covariate-shift", "label-outage", "canary", "stable-long", "stable-small"]
+    assert {s.scenario for s in ba.RUNS} == set(PLANS) | set(VARIANTS)
     long = next(s for s in ba.RUNS if s.name == "stable-long")
     # events = every prediction row + every label: rows * (1 + 0.5% duplicates) + 95% labeled, with margin
     assert long.rows * (1.005 + 0.95) * 0.99 >= 400_000
