@@ -51,12 +51,12 @@ def _load_object(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_MESSAGE_BYTES:
         raise _Reject("too_large", f"{len(raw)} bytes, at most {MAX_MESSAGE_BYTES} accepted")
     try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise _Reject("invalid_utf8", f"byte {err.start} is not valid UTF-8") from None
-    try:
-        value = orjson.loads(raw)
+        value = orjson.loads(raw)  # refuses invalid UTF-8 too: only then is the text decoded, to say where
     except orjson.JSONDecodeError as err:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise _Reject("invalid_utf8", f"byte {bad.start} is not valid UTF-8") from None
         raise _Reject("invalid_json", str(err).splitlines()[0][:200]) from None
     if not isinstance(value, dict):
         raise _Reject("not_an_object", f"got a JSON {_json_type(value)}")

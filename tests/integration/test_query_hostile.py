@@ -31,7 +31,7 @@ GRACE = 43_200
 SPEED = 4000
 BINS = 10
 TABLES = ["alerts", "checkpoints", "feature_drift", "labels", "model_settings", "outcomes", "partition_progress",
-          "predictions", "references", "stream_checkpoints", "window_metrics"]
+          "predictions", "references", "stream_checkpoints", "version_comparison", "window_metrics"]
 
 
 def hostile_requests(workdir: Path) -> list[tuple[str, str]]:
