@@ -18,7 +18,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: $(STAMP) lint chromium
-	$(BIN)/python -m pytest streams producers sinks tools tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile streams producers sinks tools tests
 
 # The HTML report's browser test (tests/integration/test_report.py) runs headless Chromium:
 # Debian's chromium package, installed with apt-get (sudo when not root) when none is on the PATH.
