@@ -91,7 +91,7 @@ def test_truth_and_targets_of_the_label_outage_and_the_canary() -> None:
     allowed = ba.scenario_truth(canary, settings)
     # v2 at 0.87: 8 points under the reference's 0.95 (a drop), above the 0.85 objective
     assert allowed == {("version_worse", "v1"): 10, DROP: 10}
-    assert ba.scenario_targets(canary, allowed) == (ba.Target("version_worse", "v1", 10),)
+    assert ba.scenario_targets(canary, allowed) == (ba.Target("version_worse", "v1", 11),)
 
 
 def test_truth_edges() -> None:
