@@ -364,36 +364,53 @@ def generate(
     if label_outage is not None:
         _check_outage(label_outage, periods)
     plan = variant.plan if variant is not None else _plan(name)
+    model = model or plan.default_model
+    canary = variant.canary if variant is not None else None
+    change_at = plan.change_period(periods)
+
+    def rows_of(rng: np.random.Generator, p: int, n: int, start_ms: int, length_ms: int,
+                ids: list[str]) -> tuple[list[dict[str, Any]], PeriodSummary]:
+        period = _Period(p, n, start_ms, length_ms, plan.accuracy(p, periods), plan.features_at(p, periods))
+        if canary is not None and change_at is not None and p >= change_at:
+            period_rows, summary = _canary_period_rows(rng, period, ids, model, model_version, canary)
+        else:
+            period_rows, summary = _period_rows(rng, period, ids, model, model_version)
+        if label_outage is not None and label_outage[0] <= p < label_outage[1]:
+            period_rows, summary = _unlabeled(period_rows), replace(summary, labeled=0, correct=0)
+        return period_rows, summary
+
     total = 10_000 if rows is None else rows
+    reference_n = min(REFERENCE_ROWS, max(MIN_REFERENCE_ROWS, total))
+    return _assemble(name, plan, seed, total, periods, period_seconds, start, model, model_version, rows_of,
+                     lambda rng: _reference_rows(rng, reference_n, plan.accuracy(0, periods)),
+                     label_outage=label_outage, canary_version=canary.version if canary is not None else None)
+
+
+def _assemble(name: str, plan: Plan, seed: int, total: int, periods: int, period_seconds: int,
+              start: str | datetime, model: str, model_version: str,
+              rows_of: Callable[[np.random.Generator, int, int, int, int, list[str]],
+                                tuple[list[dict[str, Any]], PeriodSummary]],
+              reference_of: Callable[[np.random.Generator], list[dict[str, Any]]], **extra: Any) -> Scenario:
+    """The periods' rows (``rows_of(rng, period, n, start_ms, length_ms, ids)``, one random
+    stream for all of them, in period order) and the reference (a stream of its own) into a
+    :class:`Scenario`: what every kind of scenario shares."""
     _check_positive(rows=total, periods=periods, period_seconds=period_seconds)
     if total < periods:
         raise ValueError(f"rows={total} is fewer than periods={periods}: every period needs a row")
-    model = model or plan.default_model
     start_ms = parse_start(start)
     rows_rng, reference_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-
     out: list[dict[str, Any]] = []
     summaries: list[PeriodSummary] = []
     first_id = 0
     for p in range(periods):
         n = total // periods + (1 if p < total % periods else 0)
-        period = _Period(p, n, start_ms + p * period_seconds * 1000, period_seconds * 1000,
-                         plan.accuracy(p, periods), plan.features_at(p, periods))
         ids = [f"{name}-{seed}-{i:07d}" for i in range(first_id, first_id + n)]
-        canary = variant.canary if variant is not None else None
-        change_at = plan.change_period(periods)
-        if canary is not None and change_at is not None and p >= change_at:
-            period_rows, summary = _canary_period_rows(rows_rng, period, ids, model, model_version, canary)
-        else:
-            period_rows, summary = _period_rows(rows_rng, period, ids, model, model_version)
-        if label_outage is not None and label_outage[0] <= p < label_outage[1]:
-            period_rows, summary = _unlabeled(period_rows), replace(summary, labeled=0, correct=0)
+        period_rows, summary = rows_of(rows_rng, p, n, start_ms + p * period_seconds * 1000, period_seconds * 1000,
+                                       ids)
         out.extend(period_rows)
         summaries.append(summary)
         first_id += n
-
     change = plan.change_period(periods)
-    reference_n = min(REFERENCE_ROWS, max(MIN_REFERENCE_ROWS, total))
     return Scenario(
         name=name,
         description=plan.description,
@@ -404,14 +421,13 @@ def generate(
         periods=periods,
         period_seconds=period_seconds,
         rows=out,
-        reference=_reference_rows(reference_rng, reference_n, plan.accuracy(0, periods)),
+        reference=reference_of(reference_rng),
         expected_accuracy=[s.expected_accuracy for s in summaries],
         period_summaries=summaries,
         change_period=change,
         change_start=summaries[change].start if change is not None and change < periods else None,
         drifted_features=plan.drifted_features,
-        label_outage=label_outage,
-        canary_version=variant.canary.version if variant is not None and variant.canary is not None else None,
+        **extra,
     )
 
 
@@ -541,43 +557,15 @@ def _calibrated_scenario(name: str, plan: CalibratedPlan, seed: int, rows: int |
                          model_version: str) -> Scenario:
     """:func:`generate` for the scenarios of :data:`CALIBRATED_PLANS` (default rows: rows_per_period each)."""
     total = plan.rows_per_period * periods if rows is None else rows
-    _check_positive(rows=total, periods=periods, period_seconds=period_seconds)
-    if total < periods:
-        raise ValueError(f"rows={total} is fewer than periods={periods}: every period needs a row")
     outline = PLANS[name]
     model = model or outline.default_model
-    start_ms = parse_start(start)
-    rows_rng, reference_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    out: list[dict[str, Any]] = []
-    summaries: list[PeriodSummary] = []
-    first_id = 0
-    for p in range(periods):
-        n = total // periods + (1 if p < total % periods else 0)
-        period = _Period(p, n, start_ms + p * period_seconds * 1000, period_seconds * 1000, 0.0, BASELINE)
-        ids = [f"{name}-{seed}-{i:07d}" for i in range(first_id, first_id + n)]
-        period_rows, summary = _calibrated_rows(rows_rng, plan, period, plan.pull(p, periods), ids, model,
-                                                model_version)
-        out.extend(period_rows)
-        summaries.append(summary)
-        first_id += n
-    change = outline.change_period(periods)
-    return Scenario(
-        name=name,
-        description=outline.description,
-        model=model,
-        model_version=model_version,
-        seed=seed,
-        start=iso_ms(np.array([start_ms]))[0],
-        periods=periods,
-        period_seconds=period_seconds,
-        rows=out,
-        reference=_calibrated_reference(reference_rng, plan, plan.reference_rows),
-        expected_accuracy=[s.expected_accuracy for s in summaries],
-        period_summaries=summaries,
-        change_period=change,
-        change_start=summaries[change].start if change is not None and change < periods else None,
-        drifted_features=outline.drifted_features,
-    )
+
+    def rows_of(rng: np.random.Generator, p: int, n: int, start_ms: int, length_ms: int,
+                ids: list[str]) -> tuple[list[dict[str, Any]], PeriodSummary]:
+        period = _Period(p, n, start_ms, length_ms, 0.0, BASELINE)
+        return _calibrated_rows(rng, plan, period, plan.pull(p, periods), ids, model, model_version)
+
+    return _assemble(name, outline, seed, total, periods, period_seconds, start, model, model_version, rows_of, lambda rng: _calibrated_reference(rng, plan, plan.reference_rows))
 
 
 # --- command line ---
