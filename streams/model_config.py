@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.canonical import canonical_class
-from streams.settings import SettingsError
+from streams.settings import Settings, SettingsError
 
 REFERENCE_SUFFIXES = frozenset({".csv", ".parquet", ".jsonl", ".json", ".ndjson"})
 
@@ -48,15 +48,16 @@ class ModelConfigError(SettingsError):
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """The settings of one model version, resolved once when the version is first seen."""
+    """The settings of one model version, resolved once when the version is first seen
+    (built-in defaults: the environment settings' own)."""
 
-    accuracy_threshold: float = 0.85
-    degradation_threshold: float = 0.05
-    min_labeled: int = 50
-    psi_warn: float = 0.1
-    psi_alert: float = 0.2
-    positive_label: str = "1"
-    reference_path: str = ""
+    accuracy_threshold: float = Settings.accuracy_threshold
+    degradation_threshold: float = Settings.degradation_threshold
+    min_labeled: int = Settings.min_labeled
+    psi_warn: float = Settings.psi_warn
+    psi_alert: float = Settings.psi_alert
+    positive_label: str = Settings.positive_label
+    reference_path: str = Settings.reference_path
     ignore_features: frozenset[str] = frozenset()
 
 
