@@ -73,8 +73,8 @@ class EventChecks:
     async def _versions(self, book: AlertBook, model: str, versions: list[tuple[VersionState, int]],
                         rows: dict[tuple[Any, ...], list[Any]], now_ms: int) -> list[Alert]:
         states = {state.version: (state, wm) for state, wm in versions}
-        if not label_health.boundaries(min(s.evaluated_watermark for s, _ in versions),
-                                       max(wm for _, wm in versions), self.s.window_seconds):
+        first_pending = min(max(s.evaluated_watermark, min(s.windows)) for s, _ in versions)
+        if not label_health.boundaries(first_pending, max(wm for _, wm in versions), self.s.window_seconds):
             return []  # no boundary passed since the last refresh (the common case, live)
         first = {v: int(ms) for v, ms in await self.store.query(version_compare.first_seen_sql(self.db, model))
                  if v in states}

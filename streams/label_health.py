@@ -152,17 +152,23 @@ def condition(model: str, version: str, d: LabelDecision, age_s: float, drop_rat
                      message, "investigate", evidence)
 
 
-def boundaries(after_ms: int, upto_ms: int, window_seconds: int) -> list[int]:
+def boundaries(after_ms: int, upto_ms: int, window_seconds: int) -> range:
     """Window boundaries T with after_ms < T <= upto_ms, in order: the points the rule is decided at.
 
-    >>> boundaries(3_600_000, 10_900_000, 3600)
+    A range, not a list: from a version that was never evaluated (``after_ms`` -1) to an epoch
+    watermark there are tens of millions of boundaries, and the caller that only asks whether
+    one was passed must not build them (seconds of the event loop at every refresh).
+
+    >>> list(boundaries(3_600_000, 10_900_000, 3600))
     [7200000, 10800000]
-    >>> boundaries(-1, 0, 3600)
+    >>> list(boundaries(-1, 0, 3600))
     [0]
+    >>> len(boundaries(-1, 1_764_000_000_000, 20))
+    88200001
     """
     size = window_seconds * 1000
     first = (after_ms // size + 1) * size
-    return list(range(first, upto_ms + 1, size))
+    return range(first, upto_ms + 1, size)
 
 
 def _ms(value: int) -> str:
