@@ -565,7 +565,8 @@ def _calibrated_scenario(name: str, plan: CalibratedPlan, seed: int, rows: int |
         period = _Period(p, n, start_ms, length_ms, 0.0, BASELINE)
         return _calibrated_rows(rng, plan, period, plan.pull(p, periods), ids, model, model_version)
 
-    return _assemble(name, outline, seed, total, periods, period_seconds, start, model, model_version, rows_of, lambda rng: _calibrated_reference(rng, plan, plan.reference_rows))
+    return _assemble(name, outline, seed, total, periods, period_seconds, start, model, model_version, rows_of,
+                     lambda rng: _calibrated_reference(rng, plan, plan.reference_rows))
 
 
 # --- command line ---

@@ -28,6 +28,12 @@ Watermarks = Iterable[tuple[VersionState, int]]
 POOL_LOOKBACK_S = 7 * 86400  # windows pooled for version_worse: at most this far back
 
 
+def unevaluated_from(state: VersionState) -> int:
+    """The boundaries after this point are not yet evaluated for the version: its last evaluation,
+    or its first window (a version never evaluated starts there, not at epoch 0)."""
+    return max(state.evaluated_watermark, min(state.windows))
+
+
 class EventChecks:
     def __init__(self, settings: Settings, store: ClickHouseStore) -> None:
         self.s = settings
@@ -59,8 +65,7 @@ class EventChecks:
 
     async def _labels(self, book: AlertBook, state: VersionState, watermark: int, now_ms: int) -> list[Alert]:
         out: list[Alert] = []
-        start = max(state.evaluated_watermark, min(state.windows))
-        for at in label_health.boundaries(start, watermark, self.s.window_seconds):
+        for at in label_health.boundaries(unevaluated_from(state), watermark, self.s.window_seconds):
             rows = await self.store.query(label_health.coverage_sql(self.db, state.model, state.version, at,
                                                                     self.s.window_seconds))
             age, windows = label_health.judged(rows)
@@ -73,7 +78,7 @@ class EventChecks:
     async def _versions(self, book: AlertBook, model: str, versions: list[tuple[VersionState, int]],
                         rows: dict[tuple[Any, ...], list[Any]], now_ms: int) -> list[Alert]:
         states = {state.version: (state, wm) for state, wm in versions}
-        first_pending = min(max(s.evaluated_watermark, min(s.windows)) for s, _ in versions)
+        first_pending = min(unevaluated_from(s) for s, _ in versions)
         if not label_health.boundaries(first_pending, max(wm for _, wm in versions), self.s.window_seconds):
             return []  # no boundary passed since the last refresh (the common case, live)
         first = {v: int(ms) for v, ms in await self.store.query(version_compare.first_seen_sql(self.db, model))
