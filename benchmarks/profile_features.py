@@ -65,8 +65,10 @@ def cpu_by_name(before: dict[tuple[str, str], float], after: dict[tuple[str, str
 
 def frame_shares(raw_lines: list[str]) -> tuple[int, collections.Counter, collections.Counter]:
     """(samples, inclusive, self) from py-spy's raw format: one ``frame;frame;... count`` per line.
+    A line without a count is skipped: py-spy, reading a frame while the worker changes it, once
+    wrote a name with a line break in it (the rest of the stack on a line of its own).
 
-    >>> total, inclusive, own = frame_shares(["a;b 3", "a;c 1"])
+    >>> total, inclusive, own = frame_shares(["a;b 3", "a;c 1", "x ("])
     >>> total, inclusive["a"], own["b"], own["c"]
     (4, 4, 3, 1)
     """
@@ -75,7 +77,7 @@ def frame_shares(raw_lines: list[str]) -> tuple[int, collections.Counter, collec
     total = 0
     for line in raw_lines:
         stack, _, count = line.rstrip().rpartition(" ")
-        if not stack:
+        if not stack or not count.isdigit():
             continue
         n = int(count)
         total += n

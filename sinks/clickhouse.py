@@ -33,7 +33,7 @@ import clickhouse_connect
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from sinks.schema import columns, create_statements
+from sinks.schema import create_statements, insert_columns
 from sinks.sql_guard import single_statement
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,10 @@ T = TypeVar("T")
 DEFAULT_DATABASE = "monitoring"
 READ_TIMEOUT_S = 60  # the longest a user's query may run in the embedded engine
 _JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_SERIALIZE_NUMPY
+# A JSON object in a row (an ``orjson.Fragment`` of JSON text) goes into a String column as its
+# text, byte for byte: no escaping into a JSON string and back. The default since ClickHouse 23,
+# set for older servers.
+_INSERT_SETTINGS = {"input_format_json_read_objects_as_strings": 1}
 
 
 def _json_default(value: Any) -> Any:
@@ -276,15 +280,18 @@ class ClickHouseStore:
 
         Rows travel as JSONCompactEachRow built by orjson: the engine parses them in C++
         without the GIL, where the driver's row-by-row Native encoding holds it. Time
-        values are epoch seconds (float) or datetimes.
+        values are epoch seconds (float) or datetimes; a String column may be given JSON
+        object text as an ``orjson.Fragment`` (stored as that text). Columns the engine
+        derives (:data:`sinks.schema.DERIVED_COLUMNS`) are not in the rows.
         """
         if not rows:
             return
-        names = columns(table)
+        names = insert_columns(table)
 
         def write() -> None:
             body = b"\n".join([orjson.dumps(row, default=_json_default, option=_JSON_OPTIONS) for row in rows])
-            self._writer().raw_insert(f"`{self.database}`.`{table}`", names, body, fmt="JSONCompactEachRow")
+            self._writer().raw_insert(f"`{self.database}`.`{table}`", names, body, settings=_INSERT_SETTINGS,
+                                      fmt="JSONCompactEachRow")
 
         self.rows_pending += len(rows)
         try:

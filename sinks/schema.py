@@ -11,6 +11,16 @@ from __future__ import annotations
 DT3 = "DateTime64(3, 'UTC')"
 DT6 = "DateTime64(6, 'UTC')"
 
+# ``num_features`` made by the engine from the ``features`` text as the row is inserted: every
+# JSON number (integers too) as its Float64, keys in feature order. Building and writing the
+# map in Python was the worker's largest cost per wide prediction; the engine parses the text
+# without the GIL. A raw JSON value is a number exactly when it starts with '-' or a digit, and
+# ``toFloat64`` of its text is Python's ``float`` of the value (tests/integration/test_num_features.py).
+NUM_FEATURES_SQL = (
+    "mapFromArrays(arrayMap(kv -> kv.1, arrayFilter(kv -> position('-0123456789', substring(kv.2, 1, 1)) > 0, "
+    "JSONExtractKeysAndValuesRaw(features)) AS numbers), arrayMap(kv -> toFloat64(kv.2), numbers))"
+)
+
 TABLES: dict[str, str] = {
     "predictions": f"""
         request_id String,
@@ -22,7 +32,7 @@ TABLES: dict[str, str] = {
         score Nullable(Float64),
         confidence Nullable(Float64),
         latency_ms Nullable(Float64),
-        num_features Map(String, Float64),
+        num_features Map(String, Float64) DEFAULT {NUM_FEATURES_SQL},
         cat_features Map(String, String),
         features String,
         kafka_partition UInt32,
@@ -211,8 +221,18 @@ ENGINES: dict[str, str] = {
 
 
 def columns(table: str) -> list[str]:
-    """Column names of a table, in DDL order (the order rows are built in)."""
+    """Column names of a table, in DDL order."""
     return [line.split()[0] for line in TABLES[table].strip().splitlines() if line.strip()]
+
+
+# Columns the engine derives at insert from the row's other columns (their DEFAULT): rows leave them out.
+DERIVED_COLUMNS: dict[str, dict[str, str]] = {"predictions": {"num_features": NUM_FEATURES_SQL}}
+
+
+def insert_columns(table: str) -> list[str]:
+    """The columns a row of the table carries, in DDL order (the order rows are built in)."""
+    derived = DERIVED_COLUMNS.get(table, {})
+    return [name for name in columns(table) if name not in derived]
 
 
 # Columns added after a release: stores created before get them on start (ALTER ... IF NOT EXISTS).
@@ -237,4 +257,7 @@ def create_statements(database: str) -> list[str]:
     for table, added in ADDED_COLUMNS.items():
         statements.append(f"ALTER TABLE `{database}`.`{table}` "
                           + ", ".join(f"ADD COLUMN IF NOT EXISTS {column}" for column in added))
+    for table, derived in DERIVED_COLUMNS.items():  # stores created before the engine derived them
+        statements.append(f"ALTER TABLE `{database}`.`{table}` "
+                          + ", ".join(f"MODIFY COLUMN {name} DEFAULT {sql}" for name, sql in derived.items()))
     return statements

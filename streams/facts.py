@@ -19,7 +19,7 @@ import orjson
 from sinks.clickhouse import ClickHouseStore
 from sinks.writer import OrderedWriter
 from streams.join import Outcome
-from streams.parsing import feature_columns_json
+from streams.parsing import categorical_features_json
 from streams.records import GroundTruth, Prediction
 from streams.versions import seconds
 from streams.windows import window_start_ms
@@ -55,12 +55,21 @@ class PendingFacts:
         self.messages += other.messages
 
 
-def prediction_row(p: Prediction, partition: int, offset: int, now: float, window_seconds: int) -> list[Any]:
-    numeric, categorical = feature_columns_json(p.features)  # the maps' JSON, as the insert would write them
+def features_text(p: Prediction) -> orjson.Fragment:
+    """The ``features`` column: the features' JSON text as a fragment of the row, which the
+    insert stores as that text (no escaping into a JSON string, no decode)."""
+    return orjson.Fragment(orjson.dumps(p.features))
+
+
+def prediction_row(p: Prediction, partition: int, offset: int, now: float, window_seconds: int,
+                   features: orjson.Fragment | None = None) -> list[Any]:
+    """The predictions row without ``num_features``, which the engine derives from ``features``
+    (sinks/schema.py). ``features``: :func:`features_text` of ``p`` when already made."""
     return [
         p.request_id, p.model, p.model_version, seconds(window_start_ms(p.ts_ms, window_seconds)),
-        seconds(p.ts_ms), p.prediction, p.score, p.confidence, p.latency_ms, orjson.Fragment(numeric),
-        orjson.Fragment(categorical), orjson.dumps(p.features).decode(), partition, offset, now,
+        seconds(p.ts_ms), p.prediction, p.score, p.confidence, p.latency_ms,
+        orjson.Fragment(categorical_features_json(p.features)), features if features is not None else features_text(p),
+        partition, offset, now,
     ]
 
 
@@ -68,12 +77,14 @@ def label_row(g: GroundTruth, partition: int, offset: int, now: float) -> list[A
     return [g.request_id, g.label, seconds(g.ts_ms), g.model, g.model_version, partition, offset, now]
 
 
-def outcome_row(o: Outcome, partition: int, now: float, late: bool, behind: bool, window_seconds: int) -> list[Any]:
+def outcome_row(o: Outcome, partition: int, now: float, late: bool, behind: bool, window_seconds: int,
+                features: orjson.Fragment | None = None) -> list[Any]:
+    """``features``: :func:`features_text` of the outcome's prediction when already made."""
     p, g = o.prediction, o.label
     return [
         p.request_id, p.model, p.model_version, seconds(window_start_ms(p.ts_ms, window_seconds)),
         seconds(p.ts_ms), seconds(g.ts_ms), p.prediction, g.label, int(o.correct), p.score, p.confidence,
-        p.latency_ms, orjson.dumps(p.features).decode(), partition, now, int(late), int(behind),
+        p.latency_ms, features if features is not None else features_text(p), partition, now, int(late), int(behind),
     ]
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.facts import PendingFacts, label_row, outcome_row, prediction_row
+from streams.facts import PendingFacts, features_text, label_row, outcome_row, prediction_row
 from streams.join import DUPLICATE, JoinState, Outcome
 from streams.outcome_stream import TimedOutcome
 from streams.parsing import FUTURE_SKEW_MS, parse_ground_truth, parse_prediction
@@ -87,6 +87,9 @@ class Ingest:
         label_rows: list[list[Any]] = []
         outcome_rows: list[list[Any]] = []
         rejected: list[tuple[RawMessage, Rejection]] = []
+        # The features text of this batch's predictions by request_id, for their outcomes in this
+        # batch: the pending prediction of a request_id is the one last added (a second is a duplicate).
+        texts: dict[str, Any] = {}
         wall = time.time()
         max_ts = now_ms + FUTURE_SKEW_MS
         for i, message in enumerate(batch):
@@ -117,8 +120,9 @@ class Ingest:
                     counters.duplicates += 1
                     continue
                 counters.predictions += 1
+                text = texts[event.request_id] = features_text(event)
                 prediction_rows.append(prediction_row(event, message.partition, message.offset, wall,
-                                                      s.window_seconds))
+                                                      s.window_seconds, text))
                 state = self.versions.get_or_create(event.model, event.model_version)
                 state.event_time.observe(source, event.ts_ms, now)
                 state.classes.add(event.prediction)
@@ -141,7 +145,7 @@ class Ingest:
                 if behind:
                     counters.late_outcomes += 1
                 outcome_rows.append(outcome_row(result, message.partition, wall, self._is_late(result), behind,
-                                                s.window_seconds))
+                                                s.window_seconds, texts.pop(result.prediction.request_id, None)))
         facts = PendingFacts(outcome_rows, label_rows, prediction_rows, messages=len(batch))
         return IngestedBatch(facts, rejected)
 

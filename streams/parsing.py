@@ -247,62 +247,59 @@ def feature_columns(features: dict[str, FeatureValue]) -> tuple[dict[str, float]
     return numeric, categorical
 
 
-def feature_columns_json(features: dict[str, FeatureValue]) -> tuple[bytes, bytes]:
-    """``orjson.dumps`` of the two maps of :func:`feature_columns`, byte for byte: what the
-    predictions row sends to ClickHouse.
+def categorical_features_json(features: dict[str, FeatureValue]) -> bytes:
+    """``orjson.dumps`` of the ``cat_features`` map of :func:`feature_columns`, byte for byte:
+    what the predictions row sends. ``num_features`` the engine makes from the row's features
+    text (``sinks.schema.NUM_FEATURES_SQL``): building it here was the largest cost of a wide
+    prediction in the worker.
 
-    With many features the maps come from zips laid out once per feature set
-    (:class:`_Layout`) instead of two type checks per value: at 300 features that was the
-    largest cost of a prediction in the worker.
+    With many features the map comes from zips laid out once per feature set (:class:`_Layout`)
+    instead of a type check per value.
 
-    >>> feature_columns_json({"age": 41, "plan": "pro", "x": 0.25})
-    (b'{"age":41.0,"x":0.25}', b'{"plan":"pro"}')
+    >>> categorical_features_json({"age": 41, "plan": "pro", "x": 0.25, "vip": False, "id": 2**60})
+    b'{"plan":"pro","vip":"0","id":"1152921504606846976"}'
     """
     if len(features) >= _WIDE:
-        text = _wide_columns_json(features)
+        text = _wide_categorical_json(features)
         if text is not None:
             return text
-    numeric, categorical = feature_columns(features)
-    return orjson.dumps(numeric), orjson.dumps(categorical)
+    return orjson.dumps(feature_columns(features)[1])
 
 
-_WIDE = 16  # features from which the maps are built a type at a time (below, one loop is cheaper)
+_WIDE = 16  # features from which the map is built a type at a time (below, one loop is cheaper)
 _EXACT_INT = 2**53  # integers up to here are exact as floats; larger ones keep their text in cat_features
-_NUMBERS = frozenset({float, int})
 _BOOL_TEXT = {True: "1", False: "0"}
 _LAYOUTS_MAX = 256
 
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
-    """Where the values of one feature set with one type per feature go in the two maps."""
+    """Where the values of one feature set with one type per feature go in ``cat_features``."""
 
-    numbers: list[bool] | None  # which values are numbers (None: all of them)
-    ints: bool  # some numbers are ints (converted, and checked to be exact as floats)
+    ints: list[bool] | None  # which values are ints (checked to be exact as floats; None: none)
     strings: list[bool] | None  # which are strings (None: none)
     bools: list[bool] | None
-    numeric_names: list[str]
     categorical_names: list[str]  # strings' and bools', in feature order
     order: list[int] | None  # categorical texts (strings', then bools') into feature order
 
     @classmethod
     def of(cls, names: tuple[str, ...], types: tuple[type, ...]) -> _Layout:
-        numbers = [t in _NUMBERS for t in types]
+        ints = [t is int for t in types]
         strings = [t is str for t in types]
         bools = [t is bool for t in types]
         positions = [i for i, t in enumerate(types) if t is str] + [i for i, t in enumerate(types) if t is bool]
         in_order = sorted(range(len(positions)), key=positions.__getitem__)
-        return cls(None if all(numbers) else numbers, int in types, strings if any(strings) else None,
-                   bools if any(bools) else None, list(compress(names, numbers)),
-                   [names[i] for i in sorted(positions)], None if in_order == list(range(len(positions))) else in_order)
+        return cls(ints if any(ints) else None, strings if any(strings) else None, bools if any(bools) else None,
+                   [names[i] for i in sorted(positions)],
+                   None if in_order == list(range(len(positions))) else in_order)
 
 
 _LAYOUTS: dict[tuple[tuple[str, ...], tuple[type, ...]], _Layout] = {}
 
 
-def _wide_columns_json(features: dict[str, FeatureValue]) -> tuple[bytes, bytes] | None:
-    """:func:`feature_columns_json` from zips laid out once per feature set; None: a type or
-    value for the general way."""
+def _wide_categorical_json(features: dict[str, FeatureValue]) -> bytes | None:
+    """:func:`categorical_features_json` from zips laid out once per feature set; None: a type or
+    value (an integer not exact as a float) for the general way."""
     names, values = tuple(features), list(features.values())
     types = tuple(map(type, values))
     layout = _LAYOUTS.get((names, types))
@@ -312,11 +309,10 @@ def _wide_columns_json(features: dict[str, FeatureValue]) -> tuple[bytes, bytes]
         if len(_LAYOUTS) >= _LAYOUTS_MAX:
             _LAYOUTS.clear()
         layout = _LAYOUTS[(names, types)] = _Layout.of(names, types)
-    numbers = values if layout.numbers is None else list(compress(values, layout.numbers))
-    if layout.ints:
-        if numbers and (max(numbers) > _EXACT_INT or min(numbers) < -_EXACT_INT):
+    if layout.ints is not None:
+        ints = list(compress(values, layout.ints))
+        if max(ints) > _EXACT_INT or min(ints) < -_EXACT_INT:
             return None
-        numbers = list(map(float, numbers))
     texts: list[str] = []
     if layout.strings is not None:
         texts += compress(values, layout.strings)
@@ -324,8 +320,7 @@ def _wide_columns_json(features: dict[str, FeatureValue]) -> tuple[bytes, bytes]
         texts += map(_BOOL_TEXT.__getitem__, compress(values, layout.bools))
     if layout.order is not None:
         texts = list(map(texts.__getitem__, layout.order))
-    return (orjson.dumps(dict(zip(layout.numeric_names, numbers, strict=True))),
-            orjson.dumps(dict(zip(layout.categorical_names, texts, strict=True))))
+    return orjson.dumps(dict(zip(layout.categorical_names, texts, strict=True)))
 
 
 def _is_number(value: object) -> bool:

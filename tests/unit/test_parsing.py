@@ -419,7 +419,7 @@ from itertools import chain  # noqa: E402
 
 from streams import parsing  # noqa: E402
 from streams.canonical import canonical_class  # noqa: E402
-from streams.parsing import feature_columns, feature_columns_json  # noqa: E402
+from streams.parsing import categorical_features_json, feature_columns  # noqa: E402
 
 feature_names = st.text(max_size=3) | st.sampled_from(["", "n" * 200, "n" * 201])
 feature_values = (st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
@@ -498,36 +498,49 @@ json_names = st.text(max_size=4) | st.sampled_from(['"', "\\", '","', '":"', "\u
 @FAST
 @given(features=st.integers(0, 40).flatmap(
     lambda n: st.dictionaries(json_names, column_values, min_size=n, max_size=n)))
-def test_feature_columns_json_is_orjson_of_the_general_maps_byte_for_byte(features):
-    """What the predictions row sends to ClickHouse for num_features and cat_features is exactly
-    what serialising the general maps gave (so every stored value stays the same)."""
+def test_categorical_features_json_is_orjson_of_the_general_map_byte_for_byte(features):
+    """What the predictions row sends to ClickHouse for cat_features is exactly what serialising
+    the general map gave (so every stored value stays the same)."""
     try:
-        want = tuple(orjson.dumps(m) for m in _general_columns(features))
+        want = orjson.dumps(_general_columns(features)[1])
     except (ValueError, OverflowError, TypeError) as err:
         with pytest.raises(type(err)):
-            feature_columns_json(features)
+            categorical_features_json(features)
         return
-    assert feature_columns_json(features) == want
-    assert feature_columns_json(features) == want  # again, from the cached layout
+    assert categorical_features_json(features) == want
+    assert categorical_features_json(features) == want  # again, from the cached layout
 
 
 @pytest.mark.parametrize("width", [3, 16, 300])
-def test_feature_columns_of_a_wide_prediction(width):
-    """Many features take the path from texts: the same bytes, whatever the mix of types."""
+def test_categorical_features_of_a_wide_prediction(width):
+    """Many features take the path from layouts: the same bytes, whatever the mix of types."""
     features = {f"f{i}": [round(0.37 * i, 2), i, i * 1e-5, float(i), -0.0, f"c{i}", None, i % 2 == 0][i % 8]
                 for i in range(width)}
     assert feature_columns(features) == _general_columns(features)
-    assert feature_columns_json(features) == tuple(orjson.dumps(m) for m in _general_columns(features))
+    assert categorical_features_json(features) == orjson.dumps(_general_columns(features)[1])
 
 
-def test_the_predictions_row_encodes_to_the_same_bytes_as_with_the_maps():
+@pytest.mark.parametrize("big", [2**53 + 1, -(2**53) - 1, 2**63, 2**64 - 1, -(2**63)])
+def test_a_wide_prediction_with_an_integer_not_exact_as_a_float_keeps_its_text(big):
+    features = {**{f"n{i}": i for i in range(20)}, "id": big, "s": "x", "b": True}
+    assert categorical_features_json(features) == orjson.dumps({"id": str(big), "s": "x", "b": "1"})
+    exact = {**features, "id": 2**53}
+    assert categorical_features_json(exact) == b'{"s":"x","b":"1"}'
+
+
+def test_the_predictions_row_carries_the_categorical_map_and_the_features_text_as_json():
+    """num_features is left to the engine; cat_features and features travel as JSON objects (the
+    engine stores the latter as its text, tests/integration/test_num_features.py)."""
     from sinks.clickhouse import _JSON_OPTIONS, _json_default
+    from sinks.schema import insert_columns
     from streams.facts import prediction_row
 
     features = {**{f"n{i}": [0.25 * i, i, float(i), None][i % 4] for i in range(40)}, "plan": 'p"ro', "vip": True}
     p = Prediction("r1", "m", "v1", T0, "1", 0.8, 0.8, None, features, 12.0)
     row = prediction_row(p, 3, 17, 1_767_225_600.5, 3600)
-    numeric, categorical = _general_columns(features)
-    old = [*row[:9], numeric, categorical, *row[11:]]
+    names = insert_columns("predictions")
+    assert len(row) == len(names) and "num_features" not in names
+    assert names[9:11] == ["cat_features", "features"]
+    want = [*row[:9], _general_columns(features)[1], features, *row[11:]]
     assert orjson.dumps(row, default=_json_default, option=_JSON_OPTIONS) == \
-        orjson.dumps(old, default=_json_default, option=_JSON_OPTIONS)
+        orjson.dumps(want, default=_json_default, option=_JSON_OPTIONS)
