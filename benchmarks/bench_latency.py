@@ -4,10 +4,11 @@
    of the very shape used below; rate = events / (last - first event handled).
 2. For each fraction of it (``--fractions``: a half, a quarter, a tenth), events are
    produced in real time by a paced producer in this process (event timestamps = the
-   moment each is produced; plan in benchmarks/latency_plan.py) twice, each time to a
-   fresh broker:
+   moment each is produced; plan in benchmarks/latency_plan.py; ``--linger-ms`` 20 as the
+   project's replay producer) three times, each time to a fresh broker:
    - the baseline: the stock do-nothing Faust agent (benchmarks/noop_app.py), produce ->
      received, every event: what the broker, the client and Faust cost at this rate;
+   - the same agent on the worker's transport (streams/transport.py): the floor of the path;
    - the full worker (fresh group and store).
 Measurements (one clock, ``time.time()`` on this host; samples from labels produced after
 the first ``--warmup`` seconds):
@@ -84,6 +85,7 @@ from benchmarks.latency_plan import (
 )
 from benchmarks.markdown import markdown_table
 from benchmarks.stats import percentile
+from producers.replay import PRODUCER_CONFIG
 from streams.monitor import REFRESH_INTERVAL_S, REFRESH_SHARE
 from streams.settings import load_settings
 from streams.transport import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, SCHEME
@@ -91,7 +93,12 @@ from tests.worker_harness import WorkerRun
 from tools.broker import Broker
 
 ROOT = Path(__file__).resolve().parents[1]
-LATENCY_PRODUCER = {"acks": "all", "linger.ms": 5, "enable.idempotence": False}  # librdkafka's default linger
+# The paced producer lingers as long as the project's own replay producer (20 ms; counted in every
+# latency). Not librdkafka's 5 ms: the local broker (Tansu 0.6, memory storage) lists every batch a
+# partition has ever stored on every fetch (tansu-storage/src/dynostore.rs, `fn fetch`), so its cost
+# per fetch grows with the number of batches, and 5 ms gives ~200 batches/s per partition. A Kafka
+# broker finds an offset through its index. Reading (f) in BENCHMARKS.md has both.
+LATENCY_PRODUCER = {"acks": "all", "linger.ms": PRODUCER_CONFIG["linger.ms"], "enable.idempotence": False}
 
 
 def module_constant(path: Path, name: str) -> Any:
@@ -174,11 +181,11 @@ def watch_status(run: WorkerRun, stop: threading.Event, seen: Observed) -> None:
 
 
 def produce_paced(bootstrap: str, topics: tuple[str, str], schedule: Schedule, encoder: Encoder, period: float,
-                  seen: Observed) -> tuple[np.ndarray, np.ndarray, list[float]]:
+                  seen: Observed, linger_ms: float) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Every event when due, from the next epoch multiple of ``period`` (so that windows that are a
     multiple of it start on a period boundary); returns (prediction ts ms, label produce times,
     lateness of each event)."""
-    producer = Producer({**LATENCY_PRODUCER, "bootstrap.servers": bootstrap})
+    producer = Producer({**LATENCY_PRODUCER, "linger.ms": linger_ms, "bootstrap.servers": bootstrap})
     due, order = schedule.order()
     n = len(schedule.pred_at)
     pred_ts = np.zeros(n, dtype=np.int64)
@@ -241,7 +248,7 @@ def max_rate(bootstrap: str, data: Path, events: int, env: dict[str, Any], plan:
 
 
 def live(broker: Broker, data: Path, plan: Plan, env: dict[str, Any], poll: float, warmup: float,
-         worker: bool, transport: str = "kafka") -> dict[str, Any]:
+         worker: bool, linger_ms: float, transport: str = "kafka") -> dict[str, Any]:
     """Feed a fresh consumer (the worker, or the do-nothing agent on Faust's ``transport``) at
     ``plan.rate`` in real time."""
     schedule = build_schedule(plan)
@@ -269,7 +276,7 @@ def live(broker: Broker, data: Path, plan: Plan, env: dict[str, Any], poll: floa
         meter = CpuMeter({"consumer": run.process.pid, "broker": broker.pid, "bench": "self"})
         load_before = load_average()
         pred_ts, label_sent, late = produce_paced(broker.bootstrap, settings.input_topics, schedule, encoder,
-                                                  plan.period_s, seen)
+                                                  plan.period_s, seen, linger_ms)
         cpu = meter.stop()
         out = {"schedule": schedule, "pred_ts": pred_ts, "label_sent": label_sent, "late": late, "seen": seen,
                "cpu": cpu, "load": (load_before, load_average()), "produced_until": time.time()}
@@ -448,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--period-seconds", type=float, default=10, help="right and wrong label periods")
     parser.add_argument("--gap-seconds", type=float, default=2.5, help="no label at the start of a period")
     parser.add_argument("--warmup", type=float, default=30)
+    parser.add_argument("--linger-ms", type=float, default=LATENCY_PRODUCER["linger.ms"],
+                        help="the paced producer's linger.ms (counted in every latency)")
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between two polls of window_metrics")
     parser.add_argument("--write", nargs="?", const=BENCHMARKS_MD, type=Path, metavar="FILE",
                         help="update the bench-latency section of BENCHMARKS.md (or FILE)")
@@ -470,11 +479,12 @@ def main(argv: list[str] | None = None) -> int:
         # A broker of its own for each run: the local broker keeps every topic in memory and its
         # cost per fetch grows with what it holds, so a later run would pay for the earlier ones.
         with local_broker("bench-latency-") as (broker, data):
-            floor = live(broker, data, plan, env, args.poll, args.warmup, worker=False)
+            floor = live(broker, data, plan, env, args.poll, args.warmup, worker=False, linger_ms=args.linger_ms)
         with local_broker("bench-latency-") as (broker, data):
-            ours = live(broker, data, plan, env, args.poll, args.warmup, worker=False, transport=SCHEME)
+            ours = live(broker, data, plan, env, args.poll, args.warmup, worker=False, linger_ms=args.linger_ms,
+                        transport=SCHEME)
         with local_broker("bench-latency-") as (broker, data):
-            result = live(broker, data, plan, env, args.poll, args.warmup, worker=True)
+            result = live(broker, data, plan, env, args.poll, args.warmup, worker=True, linger_ms=args.linger_ms)
         figures = analyse(result, args.window_seconds, args.warmup)
         parts.append(report_rate(fraction, plan, floor, ours, result, figures, args))
         log(parts[-1].splitlines()[0])
@@ -485,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {machine()}.", "",
         f"{how}. {args.versions} model versions of `{MODEL}`, WINDOW_SECONDS={args.window_seconds}, labels "
         f"0.5-2.5 s after their prediction, right/wrong periods of {args.period_seconds:g} s whose first "
-        f"{args.gap_seconds:g} s have no label, producer linger.ms {LATENCY_PRODUCER['linger.ms']}, a fresh broker "
+        f"{args.gap_seconds:g} s have no label, producer linger.ms {args.linger_ms:g}, a fresh broker "
         f"for each run. Worker settings in force: "
         f"batch linger {module_constant(ROOT / 'streams' / 'app.py', 'BATCH_LINGER_S')} s, refresh every "
         f"{REFRESH_INTERVAL_S} s, at most {REFRESH_SHARE:.0%} of a busy worker's time.", "",
