@@ -72,12 +72,9 @@ class Ingest:
         self.resume_after: dict[Source, int] = {}
         self.per_model_labels = settings.model_config is not None  # positive labels per model version
 
-    def _with_own_label(self, event: Prediction, value: bytes, key: bytes | None, max_ts: int) -> Prediction | Rejection:
-        """``score`` = scores[the version's own POSITIVE_LABEL] when MONITOR_CONFIG gives it one."""
-        label = self.versions.get_or_create(event.model, event.model_version).config.positive_label
-        if label == self.s.positive_label:
-            return event
-        return parse_prediction(value, key=key, positive_label=label, max_ts_ms=max_ts)
+    def _positive_label(self, model: str, model_version: str) -> str:
+        """The version's own POSITIVE_LABEL (MONITOR_CONFIG), else the default."""
+        return self.versions.get_or_create(model, model_version).config.positive_label
 
     async def run(self, batch: Sequence[RawMessage], started: float, now_ms: int, streams: bool) -> IngestedBatch:
         """Parse and join ``batch`` (read at monotonic ``started``, epoch ``now_ms``); with ``streams``,
@@ -92,6 +89,7 @@ class Ingest:
         texts: dict[str, Any] = {}
         wall = time.time()
         max_ts = now_ms + FUTURE_SKEW_MS
+        label_of = self._positive_label if self.per_model_labels else s.positive_label
         for i, message in enumerate(batch):
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # let Faust go on fetching and buffering meanwhile
@@ -104,9 +102,7 @@ class Ingest:
                 continue
             value = message.value if message.value is not None else b""
             if message.topic == s.topic_predictions:
-                event = parse_prediction(value, key=message.key, positive_label=s.positive_label, max_ts_ms=max_ts)
-                if self.per_model_labels and isinstance(event, Prediction) and event.scores is not None:
-                    event = self._with_own_label(event, value, message.key, max_ts)
+                event = parse_prediction(value, key=message.key, positive_label=label_of, max_ts_ms=max_ts)
             else:
                 event = parse_ground_truth(value, key=message.key, max_ts_ms=max_ts)
             if isinstance(event, Rejection):

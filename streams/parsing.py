@@ -15,6 +15,7 @@ Rejection(reason='missing_field', detail='timestamp is required')
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import compress
@@ -148,7 +149,9 @@ def _probability(name: str, value: Any) -> float:
     return float(value)
 
 
-def _scores(obj: dict[str, Any], positive_label: str) -> tuple[float | None, float | None, dict[str, float] | None]:
+def _scores(obj: dict[str, Any]) -> tuple[float | None, float | None, dict[str, float] | None]:
+    """(the explicit ``score`` or None, confidence, scores); the positive class's share of
+    ``scores`` is picked later, once the model version (whose POSITIVE_LABEL it may be) is known."""
     raw_scores = obj.get("scores")
     raw_score = obj.get("score")
     if raw_scores is not None:
@@ -157,9 +160,7 @@ def _scores(obj: dict[str, Any], positive_label: str) -> tuple[float | None, flo
         if not raw_scores or len(raw_scores) > MAX_CLASSES:
             raise _Reject("invalid_value", f"scores must have 1-{MAX_CLASSES} classes")
         scores = {str(k): _probability(f"scores[{k!r}]", v) for k, v in raw_scores.items()}
-        score = scores.get(positive_label)
-        if raw_score is not None:
-            score = _probability("score", raw_score)
+        score = _probability("score", raw_score) if raw_score is not None else None
         return score, max(scores.values()), scores
     if raw_score is not None:
         score = _probability("score", raw_score)
@@ -356,29 +357,31 @@ def parse_prediction(
     raw: bytes,
     *,
     key: bytes | None = None,
-    positive_label: str = "1",
+    positive_label: str | Callable[[str, str], str] = "1",
     max_ts_ms: int | None = None,
 ) -> Prediction | Rejection:
-    """Parse one message of the predictions topic."""
+    """Parse one message of the predictions topic. Without an explicit ``score``, the score is
+    ``scores[positive_label]``; ``positive_label`` may be a function of (model, model_version),
+    asked only once the whole message is valid."""
     try:
         obj = _load_object(raw)
         request_id = _string(obj, "request_id", MAX_REQUEST_ID_CHARS)
         _check_key(key, request_id)
-        score, confidence, scores = _scores(obj, positive_label)
-        return Prediction(
-            request_id=request_id,
-            model=_string(obj, "model", MAX_NAME_CHARS),
-            model_version=_string(obj, "model_version", MAX_NAME_CHARS),
-            ts_ms=_timestamp(obj, max_ts_ms),
-            prediction=_class_value(obj, "prediction"),
-            score=score,
-            confidence=confidence,
-            scores=scores,
-            features=_features(obj),
-            latency_ms=_latency(obj),
-        )
+        score, confidence, scores = _scores(obj)
+        model = _string(obj, "model", MAX_NAME_CHARS)
+        model_version = _string(obj, "model_version", MAX_NAME_CHARS)
+        ts_ms = _timestamp(obj, max_ts_ms)
+        prediction = _class_value(obj, "prediction")
+        features = _features(obj)
+        latency_ms = _latency(obj)
     except _Reject as rejected:
         return rejected.rejection
+    if score is None and scores is not None:
+        label = positive_label if isinstance(positive_label, str) else positive_label(model, model_version)
+        score = scores.get(label)
+    return Prediction(request_id=request_id, model=model, model_version=model_version, ts_ms=ts_ms,
+                      prediction=prediction, score=score, confidence=confidence, scores=scores,
+                      features=features, latency_ms=latency_ms)
 
 
 def parse_ground_truth(

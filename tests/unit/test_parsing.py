@@ -128,6 +128,23 @@ def test_multiclass_scores_follow_the_positive_label_argument():
     assert parsed(raw, positive_label="c").score == 0.3
 
 
+def test_a_positive_label_per_model_version_is_asked_once_the_message_is_valid():
+    asked = []
+
+    def label_of(model: str, model_version: str) -> str:
+        asked.append((model, model_version))
+        return "c"
+
+    raw = prediction(prediction="b", scores={"a": 0.2, "b": 0.5, "c": 0.3})
+    assert parsed(raw, positive_label=label_of).score == 0.3
+    assert asked == [("fraud", "v1")]
+    assert rejected(parse_prediction(prediction(timestamp=DROP, scores={"c": 1.0}), positive_label=label_of)) == \
+        "missing_field"
+    assert parsed(prediction(score=0.9, scores={"c": 0.1, "d": 0.9}), positive_label=label_of).score == 0.9
+    assert parsed(prediction(score=0.9), positive_label=label_of).score == 0.9
+    assert asked == [("fraud", "v1")]  # not for a rejected message, nor when the score is explicit
+
+
 @pytest.mark.parametrize(("score", "confidence"), [(0.3, 0.7), (0.8, 0.8), (0.5, 0.5), (0, 1.0), (1, 1.0)])
 def test_binary_score_confidence_is_max_of_score_and_complement(score, confidence):
     p = parsed(prediction(score=score))
