@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from streams import figures
-from streams.alert_rules import Alert, AlertBook
+from streams.alert_rules import Alert, AlertBook, iso_ms
 from streams.facts import label_row, prediction_row
 from streams.outcome_stream import TimedOutcome
 from streams.records import GroundTruth, Prediction
@@ -258,10 +258,14 @@ class Recovery:
         return [TimedOutcome(int(j), rid, int(w), bool(correct)) for j, rid, w, correct in rows]
 
     async def _alerts(self) -> None:
+        """The alert book as it was: which conditions fire, and the window of each one's last
+        change (a decision about an older window must not change it after a restart either)."""
         m = self.m
         rows = await m.store.query(
-            "SELECT alert_id, status, type, severity, model, model_version, subject FROM "
+            "SELECT alert_id, status, type, severity, model, model_version, subject, "
+            "toUnixTimestamp64Milli(window_start) FROM "
             f"`{self.db}`.alerts FINAL ORDER BY detected_at, window_start, status = 'firing'")
-        for alert_id_, status, type_, severity, model, version, subject in rows:
-            m.book.restore(Alert(alert_id_, status, type_, severity, model, version, subject, None, None, None,
+        for alert_id_, status, type_, severity, model, version, subject, window_ms in rows:
+            window = None if window_ms is None else iso_ms(int(window_ms))
+            m.book.restore(Alert(alert_id_, status, type_, severity, model, version, subject, window, None, None,
                                  None, None, "", "", "", {}))

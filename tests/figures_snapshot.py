@@ -10,10 +10,10 @@ import pytest
 from tests.kafka_helpers import unique_topics
 from tests.worker_harness import WorkerRun, worker_env
 
-FIGURES = ("SELECT model, toUnixTimestamp64Milli(window_start), predictions, labeled, correct, accuracy, precision, "
-           "recall, f1, positive_rate, mean_confidence, final FROM monitoring.window_metrics FINAL ORDER BY 1, 2")
-DRIFT = ("SELECT model, toUnixTimestamp64Milli(window_start), feature, psi, n, drifted "
-         "FROM monitoring.feature_drift FINAL ORDER BY 1, 2, 3")
+FIGURES = ("SELECT model, model_version, toUnixTimestamp64Milli(window_start), predictions, labeled, correct, accuracy, precision, "
+           "recall, f1, positive_rate, mean_confidence, final FROM monitoring.window_metrics FINAL ORDER BY 1, 2, 3")
+DRIFT = ("SELECT model, model_version, toUnixTimestamp64Milli(window_start), feature, psi, n, drifted "
+         "FROM monitoring.feature_drift FINAL ORDER BY 1, 2, 3, 4")
 OUTCOMES = "SELECT count(), uniqExact(request_id), sum(correct) FROM (SELECT * FROM monitoring.outcomes FINAL)"
 # Every alert, ADWIN's included: the error stream is fed in event time, whatever the partitions or restarts.
 ALERTS = "SELECT alert_id FROM monitoring.alerts FINAL ORDER BY 1"

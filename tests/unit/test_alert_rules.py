@@ -146,3 +146,17 @@ def test_no_two_events_share_an_id_when_a_condition_flips_within_one_window():
     assert [a.status if a else None for a in sent] == ["firing", "resolved", None, None]
     elsewhere = book.observe("m", "v1", HOUR, 2 * HOUR, up, 0)
     assert elsewhere.status == "firing" and elsewhere.alert_id != sent[0].alert_id
+
+
+def test_a_restored_book_still_ignores_decisions_about_older_windows():
+    """After a restart the book is rebuilt from the stored alerts, window included: window 0's
+    finality (fine) must not resolve what window 5 proved, nor let window 2 fire it again."""
+    live = AlertBook()
+    bad = accuracy_below_threshold("m", "v1", final(70), 0.85, {})
+    sent = live.observe("m", "v1", 5 * HOUR, 6 * HOUR, bad, 0)
+    restored = AlertBook()
+    restored.restore(sent)
+    good = accuracy_below_threshold("m", "v1", final(95), 0.85, {})
+    assert restored.observe("m", "v1", 0, HOUR, good, 0) is None
+    assert restored.observe("m", "v1", 2 * HOUR, 3 * HOUR, bad, 0) is None
+    assert restored.observe("m", "v1", 6 * HOUR, 7 * HOUR, good, 0).status == "resolved"
