@@ -230,7 +230,6 @@ def report(results: dict[str, tuple[int, list[Way]]], logs: dict[str, Log],
                       *("yes" if s else "**no**" for s in same),
                       ", ".join(f"{w.seconds:.0f}" for w in ways)])
     lines = [
-        "<!-- bench-determinism:start -->",
         "## One log, four ways: 1 partition, 8 partitions, 4 partitions with three kill -9, backlog and live",
         "",
         f"Measured {now_utc()} by `{command}` ({minutes:.0f} min), commit {commit()}.",
@@ -257,7 +256,6 @@ def report(results: dict[str, tuple[int, list[Way]]], logs: dict[str, Log],
     ]
     for name, (_events, ways) in results.items():
         lines.append(f"- {name}: {alert_summary(ways[0].store['alert_rows'], logs[name].start_ms, logs[name].period_ms)}")
-    lines.append("<!-- bench-determinism:end -->")
     return "\n".join(lines)
 
 
