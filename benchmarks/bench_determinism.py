@@ -29,7 +29,6 @@ import argparse
 import sys
 import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from benchmarks.bench_alerts import RUNS, RunSpec
 from benchmarks.common import (
     BENCHMARKS_MD,
     commit,
+    fresh_topics,
     load_average,
     local_broker,
     log,
@@ -50,11 +50,10 @@ from benchmarks.common import (
 from benchmarks.markdown import markdown_table
 from producers.replay import replay
 from producers.scenarios import COLUMNS, REFERENCE_COLUMNS, parse_start, reference_path, write
-from streams.settings import Settings, load_settings
+from streams.settings import Settings
 from streams.tabular import write_rows
 from tests.figures_snapshot import snapshot
 from tests.worker_harness import WorkerRun, worker_env
-from tools.topics import create_topics, topic_env
 
 
 @dataclass(frozen=True)
@@ -88,14 +87,6 @@ class Way:
     seconds: float
     lives: int
     run: WorkerRun  # stopped; its store can still be queried
-
-
-def fresh_topics(bootstrap: str, tag: str, partitions: int) -> tuple[dict[str, str], Settings]:
-    """Topic names no earlier way used, created with ``partitions`` partitions."""
-    topics = {**topic_env(f"{tag}-{partitions}p-{uuid.uuid4().hex[:8]}"), "TOPIC_PARTITIONS": str(partitions)}
-    settings = load_settings({**topics, "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
-    create_topics(settings)
-    return topics, settings
 
 
 def replay_file(rows_path: Path, settings: Settings, speed: float | None = None) -> int:
@@ -141,7 +132,7 @@ def read_way(spec: WaySpec, log_: Log, bootstrap: str, workdir: Path, env: dict[
     """One fresh worker reading the log ``spec``'s way: (events, its store at the end)."""
     name = f"{log_.name}, {spec.name}"
     started = time.monotonic()
-    topics, settings = fresh_topics(bootstrap, f"det-{log_.name}", spec.partitions)
+    topics, settings = fresh_topics(bootstrap, f"det-{log_.name}-{spec.partitions}p", spec.partitions)
     workdir.mkdir(parents=True, exist_ok=True)
     run = WorkerRun(worker_env(bootstrap, topics, workdir, **env, TOPIC_PARTITIONS=spec.partitions), workdir)
     if spec.live:

@@ -59,9 +59,12 @@ def local_broker(prefix: str, keep: bool = False) -> Iterator[tuple[Broker, Path
             shutil.rmtree(data, ignore_errors=True)
 
 
-def fresh_topics(bootstrap: str, tag: str = "bench") -> tuple[dict[str, str], Settings]:
-    """Topic names no earlier run used, created with the configured partition count."""
+def fresh_topics(bootstrap: str, tag: str = "bench", partitions: int | None = None) -> tuple[dict[str, str], Settings]:
+    """Topic names no earlier run used, created with ``partitions`` partitions (default: the
+    configured count)."""
     topics = topic_env(f"{tag}-{uuid.uuid4().hex[:8]}")
+    if partitions is not None:
+        topics["TOPIC_PARTITIONS"] = str(partitions)
     settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, **topics})
     create_topics(settings)
     return topics, settings
