@@ -26,14 +26,15 @@ def snapshot(run: WorkerRun) -> dict[str, list[tuple]]:
 
 
 def replay_scenarios(bootstrap: str, tag: str, rows: dict[str, int],
-                     partitions: int | None = None) -> tuple[dict[str, str], int]:
+                     partitions: int | None = None, topics: dict[str, str] | None = None) -> tuple[dict[str, str], int]:
     """Built-in scenarios (name -> rows) through the replay producer into fresh topics (of
-    ``partitions`` partitions, else the default): (topics, events)."""
+    ``partitions`` partitions, else the default), or after what ``topics`` already hold:
+    (topics, events)."""
     from producers.replay import replay
     from producers.scenarios import generate
     from streams.settings import load_settings
 
-    topics = unique_topics(tag)
+    topics = topics or unique_topics(tag)
     if partitions is not None:
         topics["TOPIC_PARTITIONS"] = str(partitions)
     settings = load_settings({**topics, "KAFKA_BOOTSTRAP_SERVERS": bootstrap})

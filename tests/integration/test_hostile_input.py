@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from tests import expected
+from tests.hostile import hostile_message
 from tests.kafka_helpers import consume_all, produce, unique_topics
 from tests.worker_harness import WorkerRun, worker_env
 
@@ -26,40 +27,6 @@ def _good(i: int) -> tuple[dict, dict]:
          "score": 0.7, "features": {"x": i % 7, "c": "abc"[i % 3]}, "extra": {"ignored": [1, 2]}}
     g = {"request_id": rid, "label": (i // 3) % 2, "timestamp": T0 + i * 1000 + 5000, "unknown": None}
     return p, g
-
-
-def _hostile(rng: random.Random, base: dict) -> tuple[bytes, bytes]:
-    """One message that must be rejected, and its key."""
-    rid = base["request_id"]
-    key = rid.encode()
-    kind = rng.randrange(14)
-    if kind == 0:
-        return key, bytes(rng.randrange(256) for _ in range(rng.randrange(1, 60)))  # random bytes
-    if kind == 1:
-        return key, orjson.dumps(base)[: rng.randrange(1, 20)]  # truncated JSON
-    if kind == 2:
-        return key, b"\xc3\x28" + orjson.dumps(base)  # invalid UTF-8
-    if kind == 3:
-        return key, b'{"request_id": "' + rid.encode() + b'", "timestamp": NaN}'
-    if kind == 4:
-        return key, b"[" * 3000 + b"]" * 3000  # deep nesting
-    if kind == 5:
-        return key, orjson.dumps({**base, "timestamp": "2999-01-01T00:00:00Z"})  # far future
-    if kind == 6:
-        return key, orjson.dumps({**base, "timestamp": 12})  # far past
-    if kind == 7:
-        return b"someone-else", orjson.dumps(base)  # key and request_id disagree
-    if kind == 8:
-        return key, orjson.dumps({k: v for k, v in base.items() if k != "timestamp"})  # missing field
-    if kind == 9:
-        return key, orjson.dumps({**base, "request_id": 12345})  # wrong type
-    if kind == 10:
-        return key, orjson.dumps({**base, "request_id": "r" * 5000})  # huge string
-    if kind == 11:
-        return key, b'{"request_id": "' + b"x" * 900_000 + b'"}'  # ~1 MB value
-    if kind == 12:
-        return key, orjson.dumps(rng.choice([1, "text", None, True, 2.5]))  # not an object
-    return key, orjson.dumps({**base, "timestamp": {"nested": [1, {"deep": True}]}})  # wrong type
 
 
 def test_hostile_stream_never_crashes_and_all_bad_messages_reach_the_dlq(broker, tmp_path):
@@ -76,10 +43,10 @@ def test_hostile_stream_never_crashes_and_all_bad_messages_reach_the_dlq(broker,
         pred_msgs.append((p["request_id"].encode(), orjson.dumps(p)))
         label_msgs.append((g["request_id"].encode(), orjson.dumps(g)))
         for _ in range(3):
-            key, value = _hostile(rng, p)
+            key, value = hostile_message(rng, p)
             pred_msgs.append((key, value))
             bad.append(value)
-            key, value = _hostile(rng, g)
+            key, value = hostile_message(rng, g)
             label_msgs.append((key, value))
             bad.append(value)
     assert len(bad) >= 10_000
