@@ -1,16 +1,18 @@
 """One log, four ways: the same alerts on 1 partition, on 8, on 4 with three kill -9, backlog and live.
 
 For each built-in scenario (producers.scenarios, seed 0, the runs of bench_alerts; not
-``stable-long`` unless asked for) and for ``mixed``, the seven base scenarios in one log (each
-its own model, with one reference file keyed by model and version), the file is replayed by
+``stable-long`` unless asked for), for ``mixed``, the seven base scenarios in one log (each
+its own model, with one reference file keyed by model and version), and for the logs of other
+shapes in benchmarks/foreign_logs.py (``ticket-router``, ``churn-daily``), the file is replayed by
 producers.replay into three fresh topic sets on one broker: 1 partition, 8 partitions and 4
 partitions, and a fourth set of 4 partitions for the live way. Each set is read by a fresh
 worker (`faust -A streams.app worker`, own group and store) with the settings a user would
-give: defaults apart from WINDOW_SECONDS=3600 and REFERENCE_PATH (LABEL_GRACE_SECONDS stays
+give: defaults apart from WINDOW_SECONDS (the log's window) and REFERENCE_PATH (LABEL_GRACE_SECONDS stays
 86400, MONITOR_IDLE_SECONDS 30). The first three sets are backlogs: replayed, then read; the
 4-partition worker is killed with SIGKILL three times, after reading a quarter, a fifth and a
 sixth more of the backlog in its successive lives, then started a fourth time and left to
 finish. Live: the worker is started first, then the file is replayed at LIVE_SPEED x real time
+(faster for a log spanning more than LIVE_SPEED x LIVE_REPLAY_S, so that it lasts LIVE_REPLAY_S)
 while the worker is killed LIVE_LIFE_S after each of its first three starts and restarted at
 once.
 
@@ -47,11 +49,12 @@ from benchmarks.common import (
     wait_up,
     write_section,
 )
+from benchmarks.foreign_logs import FOREIGN_LOGS
 from benchmarks.markdown import markdown_table
 from producers.replay import replay
 from producers.scenarios import COLUMNS, REFERENCE_COLUMNS, parse_start, reference_path, write
 from streams.settings import Settings
-from streams.tabular import write_rows
+from streams.tabular import read_rows, write_rows
 from tests.figures_snapshot import snapshot
 from tests.worker_harness import WorkerRun, worker_env
 
@@ -69,14 +72,15 @@ class WaySpec:
 WAYS = (WaySpec("1 partition", 1), WaySpec("8 partitions", 8), WaySpec("4 partitions, 3 kills", 4, 3),
         WaySpec("4 partitions live, 3 kills", 4, 3, live=True))
 KILL_AFTER = (4, 5, 6)  # backlog: life k reads total // KILL_AFTER[k] more messages, then SIGKILL
-LIVE_SPEED = 2000.0  # x real time: a 20-period scenario with labels up to 12 h late replays in ~1 min
+LIVE_SPEED = 2000.0  # x real time at least: a 20-period scenario with labels up to 12 h late replays in ~1 min
+LIVE_REPLAY_S = 60.0  # live: a log whose events span longer is replayed faster, so that it lasts this long
 LIVE_TAIL_S = 5.0  # live: after the replay's last acknowledgement, before waiting for the worker to settle
 LIVE_LIFE_S = 12.0  # live: each killed life lasts this long from its start (~5 s of it start-up)
 ALERT_ROWS = ("SELECT alert_id, model, model_version, type, subject, status, "
               "toUnixTimestamp64Milli(window_start) FROM monitoring.alerts FINAL ORDER BY 1")
 MIXED = ("stable", "degradation", "feature-drift", "sudden-drift", "covariate-shift", "label-outage", "canary")
-NAMES = (*(s.name for s in RUNS), "mixed")
-DEFAULT_RUNS = (*(s.name for s in RUNS if s.name != "stable-long"), "mixed")
+NAMES = (*(s.name for s in RUNS), "mixed", *FOREIGN_LOGS)
+DEFAULT_RUNS = (*(s.name for s in RUNS if s.name != "stable-long"), "mixed", *FOREIGN_LOGS)
 
 
 @dataclass
@@ -106,13 +110,23 @@ def read_backlog(name: str, run: WorkerRun, events: int, kills: int) -> None:
     run.start().wait_until_settled(events, timeout=900, counted_since_start=kills > 0)
 
 
+def live_speed(rows_path: Path) -> float:
+    """LIVE_SPEED, or faster for a log whose events (predictions and labels) span more than
+    LIVE_SPEED x LIVE_REPLAY_S: a month of daily windows would otherwise replay for half an hour."""
+    stamps = [parse_start(str(row[column])) for _line, row in read_rows(rows_path)
+              for column in ("timestamp", "actual_timestamp") if row.get(column) is not None]
+    span_s = (max(stamps) - min(stamps)) / 1000
+    return max(LIVE_SPEED, span_s / LIVE_REPLAY_S)
+
+
 def read_live(name: str, run: WorkerRun, rows_path: Path, settings: Settings, kills: int) -> int:
-    """Start the worker, then replay the file at LIVE_SPEED while the worker is killed ``kills``
-    times, LIVE_LIFE_S after each start, and restarted at once: events sent."""
+    """Start the worker, then replay the file at its live speed while the worker is killed
+    ``kills`` times, LIVE_LIFE_S after each start, and restarted at once: events sent."""
+    speed = live_speed(rows_path)
     run.start()
     wait_up(run)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        replaying = pool.submit(replay_file, rows_path, settings, LIVE_SPEED)
+        replaying = pool.submit(replay_file, rows_path, settings, speed)
         for life in range(kills):
             time.sleep(max(0.0, LIVE_LIFE_S - (3.0 if life == 0 else 0.0)))
             if replaying.done():
@@ -187,6 +201,21 @@ def mixed_log(scratch: Path) -> Log:
     return Log("mixed", rows_path, ref_path, start_ms, period_ms)
 
 
+def foreign_log(name: str, scratch: Path) -> Log:
+    """One of benchmarks.foreign_logs: shapes unlike the built-in scenarios."""
+    written = FOREIGN_LOGS[name](scratch)
+    return Log(name, written.rows_path, written.ref_path, written.start_ms, written.window_seconds * 1000)
+
+
+def make_log(name: str, scratch: Path) -> Log:
+    """The log a run name stands for, written under ``scratch``."""
+    if name == "mixed":
+        return mixed_log(scratch)
+    if name in FOREIGN_LOGS:
+        return foreign_log(name, scratch)
+    return scenario_log(next(s for s in RUNS if s.name == name), scratch)
+
+
 def run_log(log_: Log) -> tuple[int, list[Way]]:
     """The log read the three ways, each on fresh topics of one broker: (events, ways)."""
     env = {"WINDOW_SECONDS": log_.period_ms // 1000, "REFERENCE_PATH": str(log_.ref_path.resolve())}
@@ -227,13 +256,18 @@ def report(results: dict[str, tuple[int, list[Way]]], logs: dict[str, Log],
         f"Machine: {machine()}.",
         "",
         "Each scenario file (producers.scenarios, seed 0, the runs of bench-alerts; mixed: the seven "
-        "base scenarios in one log, each its own model, one reference file keyed by model and version) replayed by "
+        "base scenarios in one log, each its own model, one reference file keyed by model and version; "
+        "ticket-router and churn-daily: logs of other shapes from benchmarks/foreign_logs.py, three string "
+        "classes in 15-minute windows from JSONL, and boolean labels without scores in daily windows from "
+        "Parquet with labels 1-5 days late) replayed by "
         "producers.replay into fresh topics and read by a fresh worker with defaults apart from "
-        "WINDOW_SECONDS=3600 and REFERENCE_PATH (LABEL_GRACE_SECONDS 86400, MONITOR_IDLE_SECONDS 30). "
+        "WINDOW_SECONDS (the log's window: 3600 s for the scenarios) and REFERENCE_PATH "
+        "(LABEL_GRACE_SECONDS 86400, MONITOR_IDLE_SECONDS 30). "
         "1 partition, 8 partitions: backlogs (replayed, then read). 4 partitions, 3 kills: a backlog "
         "whose worker is killed with SIGKILL after reading a quarter, a fifth and a sixth more of it "
         f"in its first three lives. 4 partitions live: the worker first, then the replay at {LIVE_SPEED:g}x "
-        f"real time, the worker killed with SIGKILL {LIVE_LIFE_S:g} s after each of its first three "
+        f"real time (faster for a log whose events span more than {LIVE_SPEED * LIVE_REPLAY_S / 3600:g} h, so that "
+        f"it lasts {LIVE_REPLAY_S:g} s: churn-daily), the worker killed with SIGKILL {LIVE_LIFE_S:g} s after each of its first three "
         "starts and restarted at once. Equal: the same alert rows (alert_id, model, version, type, "
         "subject, status, window), window figures, drift rows and distinct outcomes as the "
         "1-partition run.",
@@ -266,8 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-determinism-") as scratch_dir:
         scratch = Path(scratch_dir)
         for name in only:
-            spec = next((s for s in RUNS if s.name == name), None)
-            logs[name] = scenario_log(spec, scratch) if spec else mixed_log(scratch)
+            logs[name] = make_log(name, scratch)
             results[name] = run_log(logs[name])
             ways = results[name][1]
             differing = [f"{w.name} ({', '.join(k for k in w.store if w.store[k] != ways[0].store[k])})"

@@ -27,7 +27,7 @@ from streams.records import Prediction, RawMessage, Rejection
 from streams.settings import Settings
 from streams.versions import VersionRegistry, VersionState
 from streams.watermark import Watermark
-from streams.windows import window_start_ms
+from streams.windows import is_final, window_start_ms
 
 YIELD_EVERY = 500  # messages parsed between two chances for the event loop to run other tasks
 
@@ -137,19 +137,22 @@ class Ingest:
                 self.versions.get_or_create(result.prediction.model, result.prediction.model_version).event_time.observe(
                     (s.topic_ground_truth, message.partition), result.label.ts_ms, now)
                 state = self._learn(result)
-                behind = streams and not state.stream.add(self._timed(result))
+                timed = self._timed(result)
+                behind = streams and not state.stream.add(timed)
                 if behind:
                     counters.late_outcomes += 1
-                outcome_rows.append(outcome_row(result, message.partition, wall, self._is_late(result), behind,
+                outcome_rows.append(outcome_row(result, message.partition, wall, self._is_late(timed), behind,
                                                 s.window_seconds, texts.pop(result.prediction.request_id, None)))
         facts = PendingFacts(outcome_rows, label_rows, prediction_rows, messages=len(batch))
         return IngestedBatch(facts, rejected)
 
-    def _is_late(self, outcome: Outcome) -> bool:
-        """Joined after its window became final: it still counts, and the window's late_labels says so."""
-        p = outcome.prediction
-        state = self.versions.get((p.model, p.model_version))
-        return state is not None and window_start_ms(p.ts_ms, self.s.window_seconds) in state.final
+    def _is_late(self, outcome: TimedOutcome) -> bool:
+        """Joined after its window became final: it still counts, and the window's late_labels says so.
+
+        Decided in event time, as the outcome stream decides it (the join time past the window's
+        end + LABEL_GRACE_SECONDS), not by whether this worker had marked the window final yet:
+        that depends on when refreshes ran, so the flag would differ between runs of one log."""
+        return is_final(outcome.window_ms, outcome.join_ms, self.s.window_seconds, self.s.label_grace_seconds)
 
     def _learn(self, outcome: Outcome) -> VersionState:
         """Classes, touched window and rolling accuracy (in join order) of a joined outcome."""
