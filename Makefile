@@ -73,8 +73,9 @@ bench-scaling: $(STAMP)
 bench-alerts: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_alerts --write
 
-# Alert determinism: every scenario (and all seven in one log) read with default settings on 1
-# partition, on 8, and on 4 with three kill -9 restarts; the same alert rows and figures (~12 min).
+# Alert determinism: every scenario, all seven in one log and two logs of other shapes
+# (benchmarks/foreign_logs.py) read with default settings on 1 partition, on 8, and on 4 with
+# three kill -9 restarts, as a backlog and live; the same alert rows and figures (~28 min).
 bench-determinism: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_determinism --write
 
