@@ -186,6 +186,7 @@ class Monitor:
         if self.partitions.unrecovered:
             todo, self.partitions.unrecovered = self.partitions.unrecovered, set()
             await Recovery(self).partitions(todo)
+            self.partitions.recovered(todo)
 
     async def close(self) -> None:
         """Write everything held: the last facts, figures and alerts."""

@@ -54,6 +54,16 @@ class InputPartitions:
         """A rebalance gave this worker these partitions: their memory must be rebuilt."""
         self.unrecovered |= {s for s in partitions if s[0] in self.s.input_topics and s not in self.assigned}
 
+    def recovered(self, sources: Iterable[Source], now: float | None = None) -> None:
+        """The memory of these partitions is back: only from now can their messages be processed,
+        so their silence counts from now. Rebuilding can take seconds, and a partition whose
+        committed offset merely looks like its end (a broker reporting a low high watermark)
+        must not count as drained before it had a chance to deliver the rest."""
+        now = time.monotonic() if now is None else now
+        for source in sources:
+            if source in self.assigned:
+                self.assigned_at[source] = now
+
     def assign(self, partitions: Iterable[Source], revoked: Iterable[Source], clocks: list[Watermark]) -> None:
         """Partitions this worker reads: each holds the watermark back until it has spoken."""
         now = time.monotonic()
