@@ -176,10 +176,12 @@ class Recovery:
             state.watermark_ms = state.evaluated_watermark = done
             state.closed = {w for w in state.windows if is_closed(w, done, m.s.window_seconds)}
             state.final = {w for w in state.windows if is_final(w, done, m.s.window_seconds, m.s.label_grace_seconds)}
-            # Every window's row once, final ones too: a crash between a batch's facts and the next
-            # refresh leaves rows behind their facts (a late label of a final window, or a prediction
-            # behind the watermark), and those messages are not read again.
-            state.dirty.update(state.windows)
+            # Final windows' rows too, where a crash between a batch's facts and the next refresh can
+            # have left them behind a late label (its message is not read again): a label joins only a
+            # prediction within JOIN_TTL_SECONDS of the join watermark, which had passed ``done``. Older
+            # final windows are left alone, so a restart does not recompute the whole history.
+            recent_from = done - (m.s.join_ttl_seconds + m.s.window_seconds) * 1000
+            state.dirty.update(w for w in state.windows if w not in state.final or w >= recent_from)
             state.drift_clean = {}
         m.book = AlertBook()
         await self._alerts()
