@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from river import drift
 
 from streams.stats import look_index
+from streams.windows import is_final
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +161,8 @@ class OutcomeStream:
                             if dropped_n else kept_mean)
             events.append(ErrorRateChange(outcome.join_ms, dropped_mean, kept_mean, dropped_n, kept_n))
         w = outcome.window_ms
-        if self._final_at(w) < outcome.join_ms:
-            return  # a late label of a final window: its decision stands
+        if is_final(w, outcome.join_ms, self.window_seconds, self.grace_seconds):
+            return  # a late label of a final window: its decision stands (the rule of the outcome's `late` flag)
         counts = self.counts.get(w)
         if counts is None:
             counts = self.counts[w] = [0, 0]
