@@ -46,12 +46,12 @@ from benchmarks.common import (
     log,
     machine,
     now_utc,
+    replay_all,
     wait_up,
     write_section,
 )
 from benchmarks.foreign_logs import FOREIGN_LOGS
 from benchmarks.markdown import markdown_table
-from producers.replay import replay
 from producers.scenarios import COLUMNS, REFERENCE_COLUMNS, parse_start, reference_path, write
 from streams.settings import Settings
 from streams.tabular import read_rows, write_rows
@@ -95,10 +95,7 @@ class Way:
 
 def replay_file(rows_path: Path, settings: Settings, speed: float | None = None) -> int:
     """The file through the project's replay producer, every event acknowledged: events sent."""
-    result = replay(rows_path, settings, speed=speed)
-    if not result.ok or result.skipped:
-        raise RuntimeError(f"replay failed: {result.first_error}, {result.skipped} rows skipped")
-    return result.events
+    return replay_all(rows_path, settings, speed=speed).events
 
 
 def read_backlog(name: str, run: WorkerRun, events: int, kills: int) -> None:

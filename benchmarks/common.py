@@ -21,7 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -72,7 +72,14 @@ def fresh_topics(bootstrap: str, tag: str = "bench", partitions: int | None = No
 
 def produce_scenario(settings: Settings, rows: list[dict[str, Any]]) -> ReplayResult:
     """A scenario's rows through the replay producer (the project's own), every message acknowledged."""
-    result = replay(enumerate(rows, start=1), settings, workers=1)
+    return replay_all(enumerate(rows, start=1), settings, workers=1)
+
+
+def replay_all(source: Path | Iterable[tuple[int, dict[str, Any]]], settings: Settings, *,
+               speed: float | None = None, workers: int | None = None) -> ReplayResult:
+    """A file or numbered rows through the replay producer, every message acknowledged and no row
+    skipped, else RuntimeError."""
+    result = replay(source, settings, speed=speed, workers=workers)
     if not result.ok or result.skipped:
         raise RuntimeError(f"producing the backlog failed: {result.first_error}, {result.skipped} rows skipped")
     return result
